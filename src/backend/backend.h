@@ -94,8 +94,10 @@ class Backend {
   // Softmax over the last dimension of (x * scale).
   virtual Tensor softmax(const Tensor& x, float scale = 1.f) = 0;
   // Multi-head scaled-dot-product attention. q [B, Lq, H*D], k and v [B, Lk, H*D] with head h in
-  // channels [h*D, (h+1)*D); out [B, Lq, H*D]; scale 1/sqrt(D), no mask.
-  virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads) = 0;
+  // channels [h*D, (h+1)*D); out [B, Lq, H*D]; scale 1/sqrt(D). causal: query i attends to
+  // keys j <= i only (CLIP text encoders).
+  virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads,
+                           bool causal = false) = 0;
   virtual Tensor upsample_nearest2x(const Tensor& x) = 0;  // NHWC
   // Elementwise a op b with numpy broadcasting (shapes aligned at the right).
   virtual Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) = 0;

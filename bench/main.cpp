@@ -1,0 +1,78 @@
+// streamdiff_bench [filter ...]: runs the registered benchmarks whose name contains a filter.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "bench.h"
+#include "core/error.h"
+
+namespace sd::bench {
+
+Stats time_it(const std::function<void()>& fn, int runs, int warmup) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    auto t1 = std::chrono::steady_clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return Stats{ms.front(), ms[ms.size() / 2], runs};
+}
+
+static std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+static const char* isa_name(dnnl::cpu_isa isa) {
+  switch (isa) {
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    default: return "other";
+  }
+}
+
+void print_machine() {
+  char date[32];
+  std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
+  std::printf("machine: %s, %u hardware threads, oneDNN ISA %s, %s\n", cpu_model().c_str(),
+              std::thread::hardware_concurrency(), isa_name(dnnl::get_effective_cpu_isa()), date);
+}
+
+}  // namespace sd::bench
+
+int main(int argc, char** argv) {
+  using namespace sd::bench;
+  print_machine();
+  int failures = 0;
+  for (const auto& e : Registry::all()) {
+    bool run = argc < 2;
+    for (int i = 1; i < argc; ++i) run = run || e.name.find(argv[i]) != std::string::npos;
+    if (!run) continue;
+    std::printf("\n== %s\n", e.name.c_str());
+    std::fflush(stdout);
+    try {
+      e.fn();
+    } catch (const std::exception& ex) {
+      std::printf("FAILED: %s\n", ex.what());
+      ++failures;
+    }
+    std::fflush(stdout);
+  }
+  return failures ? 1 : 0;
+}

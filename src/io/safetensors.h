@@ -1,0 +1,74 @@
+// safetensors: reading (memory-mapped, strictly validated) and writing.
+//
+// Format: 8-byte little-endian header length N, N bytes of JSON
+// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//  "__metadata__": {"key": "value"}}, then the data area. Validation: N within the file and below
+// kMaxHeaderBytes, valid JSON object, known dtype, offsets inside the data area, no two tensors
+// overlapping, shape x dtype size == byte length, and the tensors cover the data area with no
+// holes. Every error names the file and, where there is one, the tensor.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace sd {
+
+struct SafetensorsEntry {
+  std::string name;
+  std::string dtype;  // as in the file: "F32", "F16", "BF16", "I64", ...
+  Shape shape;
+  size_t begin = 0, end = 0;  // byte offsets inside the data area
+};
+
+class SafetensorsFile {
+ public:
+  static constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+
+  // Maps and validates `path`; throws sd::Error naming the file and the problem.
+  static std::unique_ptr<SafetensorsFile> open(const std::string& path);
+  // Validates an in-memory image of a file (the parser the fuzzer and the tests drive); `name`
+  // is used in messages. The bytes are copied.
+  static std::unique_ptr<SafetensorsFile> from_bytes(std::string_view bytes,
+                                                     const std::string& name);
+  ~SafetensorsFile();
+
+  const std::string& path() const { return path_; }
+  const std::vector<SafetensorsEntry>& entries() const { return entries_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool contains(const std::string& name) const;
+  const SafetensorsEntry& entry(const std::string& name) const;  // throws if absent
+
+  // Borrowed host view of a float tensor's bytes (valid while this file object lives).
+  // Throws if the tensor is absent or not F32/F16/BF16.
+  Tensor view(const std::string& name) const;
+  // Host copy converted to `dtype`; if `expect` has rank > 0 the shape must match it
+  // (the error names the tensor and both shapes).
+  Tensor load(const std::string& name, DType dtype, const Shape& expect = Shape()) const;
+
+ private:
+  SafetensorsFile() = default;
+  void parse(const std::string& name);
+  std::string path_;
+  const uint8_t* base_ = nullptr;  // start of the file image
+  size_t size_ = 0;
+  size_t data_start_ = 0;
+  void* map_ = nullptr;            // mmap()ed region, or
+  std::string owned_;              // the copied bytes
+  std::vector<SafetensorsEntry> entries_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Writes tensors (host, F32/F16/BF16) in name order with optional metadata. Writes to a
+// temporary file in the same folder and renames it, so a failed write never leaves a partial
+// file under `path`. Throws sd::Error naming the path when it cannot be written.
+void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace sd
