@@ -13,5 +13,6 @@ void add_backend_options(CLI::App& cmd, BackendOptions& opts);
 
 void register_taesd(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_encode_prompt(CLI::App& app);
 
 }  // namespace sd::cli

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   sd::cli::register_taesd(app);
   sd::cli::register_tokenize(app);
+  sd::cli::register_encode_prompt(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -120,7 +120,8 @@ Tensor Arena::tensor(const Shape& shape, DType dtype) {
     } else {
       ++overflow_;
       StorageRef o = raw_(size);
-      b->set(o.get()->ptr(), size, off, std::move(o));
+      void* p = o.get()->ptr();  // before the move: argument evaluation order is unspecified
+      b->set(p, size, off, std::move(o));
     }
   }
   StorageRef ref(b);

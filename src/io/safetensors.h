@@ -3,9 +3,13 @@
 // Format: 8-byte little-endian header length N, N bytes of JSON
 // {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
 //  "__metadata__": {"key": "value"}}, then the data area. Validation: N within the file and below
-// kMaxHeaderBytes, valid JSON object, known dtype, offsets inside the data area, no two tensors
-// overlapping, shape x dtype size == byte length, and the tensors cover the data area with no
-// holes. Every error names the file and, where there is one, the tensor.
+// kMaxHeaderBytes, a valid JSON object without duplicate keys, each entry an object with exactly
+// dtype/shape/data_offsets, a known dtype (F64 F32 F16 BF16 F8_E4M3 F8_E5M2 I64 I32 I16 I8 U64
+// U32 U16 U8 BOOL; only F32/F16/BF16 can be viewed or loaded), a shape of non-negative integers
+// (rank <= Shape::kMaxRank), begin <= end inside the data area, shape x dtype size == byte
+// length, tensors (in offset order) tiling the data area with no hole and no overlap, and
+// __metadata__ a string -> string object. Every error names the file and, where there is one,
+// the tensor. entries() are in name order.
 #pragma once
 
 #include <cstdint>
@@ -44,11 +48,13 @@ class SafetensorsFile {
   bool contains(const std::string& name) const;
   const SafetensorsEntry& entry(const std::string& name) const;  // throws if absent
 
-  // Borrowed host view of a float tensor's bytes (valid while this file object lives).
-  // Throws if the tensor is absent or not F32/F16/BF16.
+  // Borrowed, read-only host view of a float tensor's bytes (valid while this file object
+  // lives). Throws if the tensor is absent, not F32/F16/BF16, or not aligned to its element size
+  // (possible in files whose header length is not padded; load() handles those).
   Tensor view(const std::string& name) const;
-  // Host copy converted to `dtype`; if `expect` has rank > 0 the shape must match it
-  // (the error names the tensor and both shapes).
+  // Host copy converted to `dtype` (bit-exact with core convert(); vectorized and parallel for
+  // large tensors); if `expect` has rank > 0 the shape must match it (the error names the
+  // tensor and both shapes).
   Tensor load(const std::string& name, DType dtype, const Shape& expect = Shape()) const;
 
  private:
@@ -58,16 +64,18 @@ class SafetensorsFile {
   const uint8_t* base_ = nullptr;  // start of the file image
   size_t size_ = 0;
   size_t data_start_ = 0;
-  void* map_ = nullptr;            // mmap()ed region, or
-  std::string owned_;              // the copied bytes
+  void* map_ = nullptr;  // mmap()ed region, or
+  std::string owned_;    // the copied bytes
   std::vector<SafetensorsEntry> entries_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
 };
 
-// Writes tensors (host, F32/F16/BF16) in name order with optional metadata. Writes to a
-// temporary file in the same folder and renames it, so a failed write never leaves a partial
-// file under `path`. Throws sd::Error naming the path when it cannot be written.
+// Writes tensors (contiguous host, F32/F16/BF16) with optional metadata: header keys in name
+// order, padded with spaces to a multiple of 8 bytes; data ordered by element size (largest
+// first), then name, so every tensor is aligned to its element size. Writes to `path.tmp-XXXXXX`
+// in the same folder and renames it, so a failed write never leaves a partial file under
+// `path`. Throws sd::Error naming the path when it cannot be written.
 void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

@@ -1,0 +1,33 @@
+// The CPU backend: oneDNN convolutions, matrix products and attention (dnnl_kernels.h) and
+// OpenMP kernels for the rest (cpu_kernels.h), on host memory, NHWC activations.
+//
+// Compute dtype: "auto" is bf16 where oneDNN runs bf16 natively (AVX512-BF16 or newer), else
+// f32; "bf16" on a CPU without it is an error. Activations are stored in the compute dtype;
+// norm statistics, softmax and accumulation are f32. A CpuBackend is driven by one thread at a
+// time (kernels may run on all cores through OpenMP).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+
+namespace sd {
+
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options);
+
+// Test and benchmark hooks.
+struct CpuBackendStats {
+  size_t primitives_created = 0;  // oneDNN primitives built (primitive-cache misses)
+  size_t weight_reorders = 0;     // weights reordered into a primitive's preferred layout
+  size_t cached_primitives = 0;
+  std::string last_impl;  // oneDNN implementation name of the last primitive created
+};
+// Throws sd::Error if `backend` is not a CPU backend.
+CpuBackendStats cpu_backend_stats(const Backend& backend);
+// Rows per attention query chunk (0 = automatic: f32 scores of one chunk stay under 8 MiB).
+void cpu_set_attention_chunk_rows(Backend& backend, int64_t rows);
+// Whether this CPU runs bf16 convolutions and matrix products natively (so "bf16" is allowed).
+bool cpu_has_native_bf16();
+
+}  // namespace sd

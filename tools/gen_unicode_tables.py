@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Generates src/text/unicode_tables.cpp: the Unicode facts the CLIP tokenizer needs, taken from
+the very Python that runs the reference (transformers' slow CLIPTokenizer), so that the C++
+tokenizer matches it code point for code point.
+
+Run with the reference interpreter (it needs the `regex` package):
+  tools/.venv-tok/bin/python tools/gen_unicode_tables.py > src/text/unicode_tables.cpp
+
+Every table is probed from the behaviour it stands for: regex's [\\p{L}], [\\p{N}] and \\s with
+IGNORECASE (as CLIPTokenizer compiles its pattern), Python's str.isspace/str.lower, and
+unicodedata (category, NFC data) as BasicTokenizer uses them.
+"""
+import sys
+import unicodedata
+
+import regex
+
+IGN = regex.IGNORECASE
+CODEPOINTS = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+ALL = "".join(chr(c) for c in CODEPOINTS)
+
+
+def matching(pattern):
+    """Code points that fully match a one-character pattern (probed in one pass)."""
+    hits = set()
+    for m in regex.finditer(pattern, ALL, IGN):
+        hits.add(ord(m.group(0)))
+    return hits
+
+
+def ranges(cps):
+    out = []
+    for c in sorted(cps):
+        if out and out[-1][1] == c - 1:
+            out[-1][1] = c
+        else:
+            out.append([c, c])
+    return out
+
+
+def emit_ranges(name, cps):
+    rs = ranges(cps)
+    print(f"const CodepointRange {name}[] = {{")
+    line = "   "
+    for a, b in rs:
+        item = f" {{0x{a:X}, 0x{b:X}}},"
+        if len(line) + len(item) > 99:
+            print(line)
+            line = "   "
+        line += item
+    print(line)
+    print("};")
+    print(f"const size_t {name}Count = {len(rs)};\n")
+
+
+def lower_runs():
+    pairs = []
+    for c in CODEPOINTS:
+        lo = chr(c).lower()
+        if len(lo) == 1 and ord(lo) != c:
+            pairs.append((c, ord(lo) - c))
+    runs = []  # [first, last, delta, stride]
+    for c, d in pairs:
+        if runs:
+            r = runs[-1]
+            stride = c - r[1]
+            if r[2] == d and ((r[0] == r[1] and stride in (1, 2)) or stride == r[3]):
+                if r[0] == r[1]:
+                    r[3] = stride
+                r[1] = c
+                continue
+        runs.append([c, c, d, 1])
+    # Self-check: the runs reproduce str.lower for every single-character mapping.
+    table = {}
+    for a, b, d, s in runs:
+        for c in range(a, b + 1, s):
+            table[c] = c + d
+    assert table == {c: c + d for c, d in pairs}
+    return runs
+
+
+def sigma_tables():
+    """CPython's Final_Sigma context: Cased and Case_Ignorable, probed through str.lower."""
+    cased, ignorable = set(), set()
+    for c in CODEPOINTS:
+        ch = chr(c)
+        alone = (ch + "\u03a3").lower()[-1] == "\u03c2"       # c is cased and not ignorable
+        after_a = ("A" + ch + "\u03a3").lower()[-1] == "\u03c2"  # c ignorable, or cased
+        if alone:
+            cased.add(c)
+        elif after_a:
+            ignorable.add(c)
+    return cased, ignorable
+
+
+def main():
+    letters = matching(r"[\p{L}]")
+    numbers = matching(r"[\p{N}]")
+    other = matching(r"[^\s\p{L}\p{N}]")
+    # What no alternative can start with is skipped by findall. That is \s, and also U+0345,
+    # which IGNORECASE keeps out of the negated class because its case variant iota is a letter.
+    skipped = set(CODEPOINTS) - letters - numbers - other
+    assert matching(r"\s") <= skipped
+    assert not (letters & numbers) and not (letters & other) and not (numbers & other)
+    folds = sorted(c for c in matching(r"s") if c not in (ord("s"), ord("S")))
+    for ch in "tremvldaofxn<|>'":  # the other characters of the pattern's literals fold plainly
+        assert matching(regex.escape(ch)) == {ord(ch), ord(ch.upper())}, ch
+    py_space = {c for c in CODEPOINTS if chr(c).isspace()}
+
+    def cat(c):
+        return unicodedata.category(chr(c))
+
+    drop = {c for c in CODEPOINTS
+            if c in (0, 0xFFFD) or (chr(c) not in "\t\n\r" and cat(c).startswith("C"))}
+    to_space = {c for c in CODEPOINTS if c not in drop and (chr(c) in " \t\n\r" or cat(c) == "Zs")}
+    multi = {c: chr(c).lower() for c in CODEPOINTS if len(chr(c).lower()) != 1}
+    assert multi == {0x130: "i\u0307"}, multi
+    runs = lower_runs()
+    cased, ignorable = sigma_tables()
+
+    ccc_runs = []
+    for c in CODEPOINTS:
+        k = unicodedata.combining(chr(c))
+        if k:
+            if ccc_runs and ccc_runs[-1][1] == c - 1 and ccc_runs[-1][2] == k:
+                ccc_runs[-1][1] = c
+            else:
+                ccc_runs.append([c, c, k])
+    decomp = []
+    for c in CODEPOINTS:
+        d = unicodedata.decomposition(chr(c))
+        if not d or d.startswith("<"):
+            continue
+        parts = [int(x, 16) for x in d.split()]
+        assert len(parts) in (1, 2)
+        composes = len(parts) == 2 and unicodedata.normalize("NFC", chr(c)) == chr(c)
+        decomp.append((c, parts[0], parts[1] if len(parts) == 2 else 0, composes))
+
+    print("// GENERATED by tools/gen_unicode_tables.py -- do not edit.")
+    print(f"// Python {sys.version.split()[0]}, unicodedata {unicodedata.unidata_version}, "
+          f"regex {regex.__version__}.")
+    print('#include "text/unicode_tables.h"\n')
+    print("namespace sd::text::tables {\n")
+    print("// regex [\\p{L}] and [\\p{N}] with IGNORECASE, and what neither they nor [^\\s\\p{L}\\p{N}]")
+    print("// match (\\s and U+0345): the pre-tokenisation pattern skips those. The rest is 'other'.")
+    emit_ranges("kLetter", letters)
+    emit_ranges("kNumber", numbers)
+    emit_ranges("kRegexSkip", skipped)
+    print("// Characters besides 's'/'S' that match the literal 's' under IGNORECASE.")
+    print("const char32_t kFoldsToS[] = {" + ", ".join(f"0x{c:X}" for c in folds) + "};")
+    print(f"const size_t kFoldsToSCount = {len(folds)};\n")
+    print("// str.isspace() (the separators of str.split()).")
+    emit_ranges("kPySpace", py_space)
+    print("// BasicTokenizer._clean_text: removed (NUL, U+FFFD, category C* but \\t\\n\\r) and")
+    print("// turned into a space (\\t\\n\\r, space, category Zs).")
+    emit_ranges("kCleanDrop", drop)
+    emit_ranges("kCleanSpace", to_space)
+    print("// str.lower() one-to-one mappings: cp in [first, last] stepping by stride -> cp + delta.")
+    print("const LowerRun kLowerRuns[] = {")
+    for a, b, d, s in runs:
+        print(f"    {{0x{a:X}, 0x{b:X}, {d}, {s}}},")
+    print("};")
+    print(f"const size_t kLowerRunsCount = {len(runs)};\n")
+    print("// CPython's Final_Sigma context (Cased, Case_Ignorable) for str.lower of U+03A3.")
+    emit_ranges("kCased", cased)
+    emit_ranges("kCaseIgnorable", ignorable)
+    print("// Canonical combining classes (non-zero).")
+    print("const CombiningRun kCombining[] = {")
+    line = "   "
+    for a, b, k in ccc_runs:
+        item = f" {{0x{a:X}, 0x{b:X}, {k}}},"
+        if len(line) + len(item) > 99:
+            print(line)
+            line = "   "
+        line += item
+    print(line)
+    print("};")
+    print(f"const size_t kCombiningCount = {len(ccc_runs)};\n")
+    print("// Canonical decompositions (one level; Hangul is algorithmic). composes: a primary")
+    print("// composite that NFC recomposes.")
+    print("const Decomposition kDecompositions[] = {")
+    line = "   "
+    for c, a, b, k in decomp:
+        item = f" {{0x{c:X}, 0x{a:X}, 0x{b:X}, {int(k)}}},"
+        if len(line) + len(item) > 99:
+            print(line)
+            line = "   "
+        line += item
+    print(line)
+    print("};")
+    print(f"const size_t kDecompositionsCount = {len(decomp)};\n")
+    print("}  // namespace sd::text::tables")
+
+
+if __name__ == "__main__":
+    main()
