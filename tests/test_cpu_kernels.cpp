@@ -14,6 +14,10 @@
 #include "backend/cpu/reference_kernels.h"
 
 namespace sd {
+
+// gtest prints DType parameters by name (found by argument-dependent lookup).
+void PrintTo(DType d, std::ostream* os) { *os << dtype_name(d); }
+
 namespace {
 
 Tensor random_host(const Shape& s, uint32_t seed, float lo = -1.f, float hi = 1.f) {

@@ -79,6 +79,10 @@ struct RefCase {
   double tol;
 };
 
+void PrintTo(const RefCase& c, std::ostream* os) {
+  *os << c.model << " " << c.height << "x" << c.width << " " << c.dtype << " tol " << c.tol;
+}
+
 std::string case_name(const testing::TestParamInfo<RefCase>& info) {
   const RefCase& c = info.param;
   return std::string(c.model) + "_" + std::to_string(c.height) + "x" + std::to_string(c.width) +

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -139,12 +140,9 @@ ClipTextParamSource transformers_source(std::shared_ptr<SafetensorsFile> file, s
 // OpenCLIP names (SD 2.x single files) under `prefix`; q/k/v are row blocks of the fused
 // in_proj_weight / in_proj_bias ([3W, W] / [3W], in that order).
 ClipTextParamSource openclip_source(std::shared_ptr<SafetensorsFile> file, std::string prefix) {
-  struct Fused {
-    std::string name;
-    Tensor t;
-  };
-  auto last = std::make_shared<Fused>();
-  return [file, prefix, last](const std::string& name, const Shape& shape) -> Tensor {
+  // The current layer's fused weight and bias (each is asked for three times in a row of six).
+  auto fused_cache = std::make_shared<std::map<std::string, Tensor>>();
+  return [file, prefix, fused_cache](const std::string& name, const Shape& shape) -> Tensor {
     static const std::pair<const char*, const char*> kTop[] = {
         {"text_model.embeddings.token_embedding.weight", "token_embedding.weight"},
         {"text_model.embeddings.position_embedding.weight", "positional_embedding"},
@@ -175,13 +173,14 @@ ClipTextParamSource openclip_source(std::shared_ptr<SafetensorsFile> file, std::
       if (rest.rfind(f, 0) != 0) continue;
       const std::string kind = rest.substr(f.size());  // "weight" or "bias"
       const std::string fused = block + "attn.in_proj_" + kind;
-      if (last->name != fused) {
+      auto it = fused_cache->find(fused);
+      if (it == fused_cache->end()) {
+        if (fused_cache->size() >= 2) fused_cache->clear();  // a new layer
         Shape s = shape;
         s[0] *= 3;
-        last->t = load_native(*file, fused, s);
-        last->name = fused;
+        it = fused_cache->emplace(fused, load_native(*file, fused, s)).first;
       }
-      return last->t.slice0(part * shape[0], (part + 1) * shape[0]);
+      return it->second.slice0(part * shape[0], (part + 1) * shape[0]);
     }
     fail("no OpenCLIP name for parameter '", name, "'");
   };

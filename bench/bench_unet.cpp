@@ -1,0 +1,124 @@
+// The UNet with the full-size SD 1.5 architecture on deterministic hash-random weights
+// (core/hash_random.h), one batch row, f32 (and bf16 where the CPU runs it natively), at 256x256
+// and 512x512 images (32x32 and 64x64 latents), with the cross-attention K/V precomputed (the
+// per-frame path) and, at 256x256, also without. The arena is planned before timing (one untimed
+// pass, then reserve(peak())). GFLOP per row from docs (DESIGN-NOTES): 181 at 256², 804 at 512².
+// Set SD_BENCH_UNET_SIZES=256 to skip 512x512.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+#include "bench.h"
+#include "core/hash_random.h"
+#include "models/unet.h"
+
+namespace {
+
+using namespace sd;
+
+// Random weights by name: matrices and conv kernels uniform with variance 1 / fan_in, norm
+// scales 1 ± 0.1, biases and norm shifts ± 0.05 (values only need to keep activations finite).
+class HashUNetWeights : public UNetWeightSource {
+ public:
+  Tensor get(const std::string& name, const Shape& expect) override {
+    Tensor t = Tensor::host(expect, DType::F32);
+    float scale = 0.05f, offset = 0.f;
+    const bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+    if (expect.rank >= 2) {
+      const int64_t fan_in = expect.numel() / expect[0];
+      scale = std::sqrt(3.f / float(fan_in));
+    } else if (is_weight) {  // a norm's gamma
+      scale = 0.1f;
+      offset = 1.f;
+    }
+    hash_uniform(name, scale, offset, t.data_as<float>(), size_t(t.numel()));
+    params_ += t.numel();
+    return t;
+  }
+  std::string describe() const override { return "hash-random SD 1.5 UNet weights"; }
+  int64_t params() const { return params_; }
+
+ private:
+  int64_t params_ = 0;
+};
+
+UNetConfig sd15_config() {
+  UNetConfig c;  // the defaults are SD 1.x's block layout
+  c.cross_attention_dim = 768;
+  c.num_heads = {8, 8, 8, 8};
+  c.use_linear_projection = false;
+  return c;
+}
+
+Tensor persistent_input(Backend& b, const Shape& shape, float freq) {
+  Tensor h = Tensor::host(shape, DType::F32);
+  for (int64_t i = 0; i < h.numel(); ++i) h.data_as<float>()[i] = std::sin(freq * float(i));
+  Tensor d = b.empty(shape, b.compute_dtype());
+  b.copy_from_host(h, d);
+  b.synchronize();
+  return d;
+}
+
+}  // namespace
+
+SD_BENCH("unet") {
+  std::vector<int> sizes = {256, 512};
+  if (const char* env = std::getenv("SD_BENCH_UNET_SIZES"); env && std::string(env) == "256")
+    sizes = {256};
+  std::vector<std::string> dtypes = {"f32"};
+  if (cpu_has_native_bf16()) dtypes.push_back("bf16");
+  for (const std::string& dtype : dtypes) {
+    BackendOptions opts;
+    opts.dtype = dtype;
+    auto backend = make_backend(opts);
+    HashUNetWeights weights;
+    auto t0 = std::chrono::steady_clock::now();
+    auto model = UNet::create(sd15_config(), weights, *backend);
+    double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("backend: %s\nSD 1.5 UNet: %.1f M parameters, built in %.1f s\n",
+                backend->description().c_str(), double(weights.params()) * 1e-6, load_s);
+    std::fflush(stdout);
+    Tensor states = persistent_input(*backend, Shape{1, 77, 768}, 0.011f);
+    UNetKVCache kv = model->precompute_kv(states);
+    for (int size : sizes) {
+      const double gflop = size == 512 ? 804 : 181;
+      Tensor sample = persistent_input(*backend, Shape{1, size / 8, size / 8, 4}, 0.017f);
+      auto cached = [&] {
+        Tensor y = model->forward(sample, {500}, kv);
+        backend->synchronize();
+      };
+      auto plain = [&] {
+        Tensor y = model->forward(sample, {500}, states);
+        backend->synchronize();
+      };
+      cached();  // plan
+      plain();
+      backend->arena().reserve(backend->arena().peak());
+      backend->arena().reset_stats();
+      const int runs = size == 512 ? 2 : 3;
+      struct Part {
+        const char* name;
+        std::function<void()> fn;
+        bool at_512;
+      } parts[] = {{"precomputed K/V", cached, true}, {"K/V per call", plain, false}};
+      for (const Part& p : parts) {
+        if (size == 512 && !p.at_512) continue;
+        sd::bench::Stats s = sd::bench::time_it(p.fn, runs, 0);
+        std::printf(
+            "unet sd1.5 %dx%d %s batch 1, %s: min %.0f ms, median %.0f ms (%d runs), "
+            "%.0f GFLOP -> %.0f GFLOP/s at min\n",
+            size, size, dtype.c_str(), p.name, s.min_ms, s.median_ms, s.runs, gflop,
+            gflop / (s.min_ms * 1e-3));
+        std::fflush(stdout);
+      }
+      std::printf("arena: %.1f MiB reserved, %zu overflow allocations while timing\n",
+                  double(backend->arena().capacity()) / (1 << 20),
+                  backend->arena().overflow_count());
+    }
+  }
+}

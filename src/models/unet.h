@@ -1,0 +1,154 @@
+// UNet2DConditionModel: the denoising UNet of Stable Diffusion 1.x / 2.x (and sd-turbo), computed
+// as diffusers computes it, driven by the model's unet/config.json. Written only against
+// sd::Backend; activations are NHWC.
+//
+// Structure (diffusers' unet_2d_condition.py and unet_2d_blocks.py):
+//   temb  = linear_2(silu(linear_1(sinusoidal(t))))          per batch row (own timestep)
+//   x     = conv_in(sample); skips = [x]
+//   down  : per block, per layer: x = resnet(x, temb) [then transformer(x, context)],
+//           skips += x; then (not last block) x = conv3x3 stride 2 (x), skips += x
+//   mid   : resnet, transformer, resnet (UNetMidBlock2DCrossAttn; may be absent: null)
+//   up    : per block, per layer: x = resnet(concat(x, skips.pop()), temb) [transformer];
+//           then (not last block) x = conv3x3(nearest2x(x))
+//   out   = conv_out(silu(group_norm(x)))
+// See unet_blocks.h for the ResNet and Transformer2D blocks.
+//
+// Attention heads: diffusers' config key `attention_head_dim` is, for these models, the NUMBER of
+// heads (diffusers issue 2011: num_attention_heads defaults to attention_head_dim, and setting
+// num_attention_heads itself is rejected by diffusers). SD 1.x: 8 heads everywhere (head dim
+// 40/80/160); SD 2.x: [5, 10, 20, 20] heads, i.e. head dim 64. A block's head dim is
+// channels / heads.
+//
+// Cross-attention K/V: the K and V projections of the text context depend only on the prompt.
+// precompute_kv() computes them once per distinct prompt row and lays them out per batch row;
+// the forward overload taking the cache skips those matmuls and gives the same result.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace sd {
+
+class CrossAttentionContext;  // unet_blocks.h
+
+struct UNetConfig {
+  int in_channels = 4;
+  int out_channels = 4;
+  bool flip_sin_to_cos = true;
+  float freq_shift = 0.f;
+  std::vector<std::string> down_block_types{"CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                            "CrossAttnDownBlock2D", "DownBlock2D"};
+  bool has_mid_block = true;  // mid_block_type "UNetMidBlock2DCrossAttn" (true) or null
+  std::vector<std::string> up_block_types{"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                                          "CrossAttnUpBlock2D"};
+  std::vector<int> block_out_channels{320, 640, 1280, 1280};
+  // Per down block (the up path uses them reversed), expanded from an int where the config has
+  // one.
+  std::vector<int> layers_per_block{2, 2, 2, 2};
+  std::vector<int> transformer_layers_per_block{1, 1, 1, 1};
+  std::vector<int> num_heads{8, 8, 8, 8};  // from the legacy key attention_head_dim
+  int cross_attention_dim = 1280;
+  int norm_num_groups = 32;
+  float norm_eps = 1e-5f;
+  bool use_linear_projection = false;
+  float mid_block_scale_factor = 1.f;
+  int conv_in_kernel = 3;
+  int conv_out_kernel = 3;
+  int time_embedding_dim = 0;  // 0: 4 * block_out_channels[0]
+
+  // Reads a diffusers unet/config.json; absent keys keep diffusers' defaults (above). Options
+  // this implementation does not support (other block types, class or addition embeddings,
+  // scale_shift time norm, ...) throw sd::Error naming the file and the key.
+  static UNetConfig from_json_file(const std::string& path);
+  void validate(const std::string& where) const;
+
+  int temb_dim() const {
+    return time_embedding_dim > 0 ? time_embedding_dim : 4 * block_out_channels[0];
+  }
+  // Latent height and width must be multiples of this (2 ^ number of downsamplers).
+  int size_multiple() const { return 1 << (int(block_out_channels.size()) - 1); }
+};
+
+// The cross-attention keys and values of every transformer layer for one batch layout: k[i] and
+// v[i] are [batch, tokens, inner_dim] (compute dtype, persistent device memory, not the arena),
+// layer i in execution order (down blocks, mid block, up blocks).
+struct UNetKVCache {
+  std::vector<Tensor> k, v;
+  int64_t batch = 0;
+  int64_t tokens = 0;
+  int64_t distinct_prompts = 0;  // how many rows the projections were computed for
+};
+
+// Where UNet parameters come from: f32 host tensors by diffusers name (a safetensors file, or a
+// generator of deterministic random weights for benchmarks and full-size tests).
+class UNetWeightSource {
+ public:
+  virtual ~UNetWeightSource() = default;
+  // Tensor `name` with shape `expect`; throws sd::Error naming the source, the tensor and both
+  // shapes when it is absent or shaped otherwise.
+  virtual Tensor get(const std::string& name, const Shape& expect) = 0;
+  // Throws naming a tensor the source holds but nobody asked for (nothing to check by default).
+  virtual void check_all_used() const {}
+  virtual std::string describe() const = 0;  // for messages, e.g. the file path
+};
+
+class UNet {
+ public:
+  ~UNet();
+  UNet(const UNet&) = delete;
+  UNet& operator=(const UNet&) = delete;
+
+  // Loads a diffusers UNet folder (config.json + diffusion_pytorch_model.safetensors or the
+  // .fp16.safetensors variant), or a model folder with such a unet/ subfolder, converting the
+  // weights for `backend`. Missing, misshaped or unexpected tensors throw sd::Error naming the
+  // file, the tensor and the shapes.
+  static std::unique_ptr<UNet> load(const std::string& path, Backend& backend);
+  // Builds the UNet `config` describes from `weights` (every tensor must be used).
+  static std::unique_ptr<UNet> create(const UNetConfig& config, UNetWeightSource& weights,
+                                      Backend& backend);
+
+  const UNetConfig& config() const { return config_; }
+  const std::string& source() const { return source_; }
+  int num_transformer_layers() const;  // BasicTransformerBlocks = entries of a UNetKVCache
+
+  // sample [B, h, w, in_channels] (compute dtype, on the device; h and w multiples of
+  // config().size_multiple()); timesteps: B values (one per row) or one for all rows;
+  // encoder_hidden_states [B, tokens, cross_attention_dim]. Returns [B, h, w, out_channels].
+  Tensor forward(const Tensor& sample, const std::vector<float>& timesteps,
+                 const Tensor& encoder_hidden_states) const;
+  // The same with the cross-attention K/V taken from `kv` (kv.batch must equal B).
+  Tensor forward(const Tensor& sample, const std::vector<float>& timesteps,
+                 const UNetKVCache& kv) const;
+
+  // K/V for a batch whose row b uses prompt row_prompt[b] of `prompts` [P, tokens, D]; the
+  // projections run once per prompt (P rows), then are copied to the batch layout.
+  UNetKVCache precompute_kv(const Tensor& prompts, const std::vector<int>& row_prompt) const;
+  // K/V for encoder_hidden_states [B, tokens, D] as forward() would take them; identical rows
+  // are detected (bitwise) and projected once.
+  UNetKVCache precompute_kv(const Tensor& encoder_hidden_states) const;
+
+  // The time embedding linear_2(silu(linear_1(sinusoidal(t)))) for `batch` rows, [B, temb_dim].
+  Tensor time_embedding(const std::vector<float>& timesteps, int64_t batch) const;
+
+  struct Blocks;  // the converted parameters (unet.cpp)
+
+ private:
+  UNet(Backend& backend, UNetConfig config);
+  Tensor run(const Tensor& sample, const std::vector<float>& timesteps,
+             CrossAttentionContext& ctx) const;
+
+  Backend& backend_;
+  UNetConfig config_;
+  std::string source_;
+  std::unique_ptr<Blocks> blocks_;
+};
+
+// diffusers' get_timestep_embedding (float32 arithmetic as torch does it): [B, dim] host f32,
+// for dim = block_out_channels[0]. Exposed for tests.
+Tensor sinusoidal_timestep_embedding(const std::vector<float>& timesteps, int dim,
+                                     bool flip_sin_to_cos, float freq_shift);
+
+}  // namespace sd

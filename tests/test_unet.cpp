@@ -1,0 +1,382 @@
+// UNet2DConditionModel vs diffusers on tiny random configs of both families (fixtures from
+// tools/make_unet_fixtures.py: a batch of 3 rows with timesteps 999, 500, 20 and different
+// encoder states; sample/output NHWC f32), with and without precomputed cross-attention K/V,
+// plus the loader's and the config reader's errors.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+#include "io/safetensors.h"
+#include "models/unet.h"
+
+namespace sd {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kDir = std::string(SD_FIXTURE_DIR) + "/unet";
+
+std::unique_ptr<Backend> cpu_backend(const std::string& dtype) {
+  BackendOptions o;
+  o.device = "cpu";
+  o.dtype = dtype;
+  return make_backend(o);
+}
+
+// ‖a − b‖ / ‖b‖ over f32 host tensors of equal shape.
+double rel_error(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  if (a.shape() != b.shape()) return INFINITY;
+  const float* pa = a.data_as<float>();
+  const float* pb = b.data_as<float>();
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    num += (double(pa[i]) - pb[i]) * (double(pa[i]) - pb[i]);
+    den += double(pb[i]) * pb[i];
+  }
+  return std::sqrt(num / den);
+}
+
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no sd::Error thrown)";
+}
+
+std::vector<float> timesteps_of(const SafetensorsFile& ref) {
+  Tensor t = ref.load("timesteps", DType::F32);
+  return std::vector<float>(t.data_as<float>(), t.data_as<float>() + t.numel());
+}
+
+// Rows of a host tensor picked by `rows` (a batch built from the fixture's rows).
+Tensor pick_rows(const Tensor& t, const std::vector<int>& rows) {
+  Shape s = t.shape();
+  const int64_t n = s[0];
+  s[0] = int64_t(rows.size());
+  Tensor out = Tensor::host(s, DType::F32);
+  const int64_t row = t.numel() / n;
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::copy_n(t.data_as<float>() + rows[i] * row, row, out.data_as<float>() + i * row);
+  return out;
+}
+
+// ---- against diffusers -----------------------------------------------------------------------
+
+struct RefCase {
+  const char* model;
+  const char* dtype;
+  double tol;
+};
+
+std::string case_name(const testing::TestParamInfo<RefCase>& info) {
+  return std::string(info.param.model) + "_" + info.param.dtype;
+}
+
+class UnetReference : public testing::TestWithParam<RefCase> {
+ protected:
+  void SetUp() override {
+    const RefCase& c = GetParam();
+    if (std::string(c.dtype) == "bf16" && !cpu_has_native_bf16())
+      GTEST_SKIP() << "this CPU has no native bf16";
+    backend_ = cpu_backend(c.dtype);
+    model_ = UNet::load(kDir + "/" + c.model, *backend_);  // the model root: finds unet/
+    ref_ = SafetensorsFile::open(kDir + "/" + c.model + "/reference.safetensors");
+  }
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<UNet> model_;
+  std::unique_ptr<SafetensorsFile> ref_;
+};
+
+TEST_P(UnetReference, TimeEmbeddingMatchesDiffusers) {
+  const RefCase& c = GetParam();
+  const UNetConfig& cfg = model_->config();
+  std::vector<float> t = timesteps_of(*ref_);
+  Tensor proj = sinusoidal_timestep_embedding(t, cfg.block_out_channels[0], cfg.flip_sin_to_cos,
+                                              cfg.freq_shift);
+  EXPECT_LE(rel_error(proj, ref_->load("time_proj", DType::F32)), 1e-6);
+  Tensor emb = backend_->download(model_->time_embedding(t, int64_t(t.size())));
+  double err = rel_error(emb, ref_->load("time_embedding", DType::F32));
+  EXPECT_LE(err, c.tol);
+}
+
+TEST_P(UnetReference, ForwardMatchesDiffusers) {
+  const RefCase& c = GetParam();
+  Tensor sample = backend_->upload(ref_->load("sample", DType::F32));
+  Tensor states = backend_->upload(ref_->load("encoder_hidden_states", DType::F32));
+  Tensor expect = ref_->load("output", DType::F32);
+  std::vector<float> t = timesteps_of(*ref_);
+  ASSERT_EQ(t.size(), 3u);
+
+  Tensor out = backend_->download(model_->forward(sample, t, states));
+  double err = rel_error(out, expect);
+  EXPECT_LE(err, c.tol) << c.model << " " << c.dtype;
+
+  UNetKVCache kv = model_->precompute_kv(states);
+  EXPECT_EQ(kv.batch, 3);
+  EXPECT_EQ(kv.distinct_prompts, 3);
+  ASSERT_EQ(int(kv.k.size()), model_->num_transformer_layers());
+  Tensor cached = backend_->download(model_->forward(sample, t, kv));
+  double err_kv = rel_error(cached, expect);
+  EXPECT_LE(err_kv, c.tol) << c.model << " " << c.dtype << " with precomputed K/V";
+  std::printf("  %s %s: rel error %.3g, with precomputed K/V %.3g\n", c.model, c.dtype, err,
+              err_kv);
+}
+
+INSTANTIATE_TEST_SUITE_P(Unet, UnetReference,
+                         testing::Values(RefCase{"sd1_tiny", "f32", 1e-4},
+                                         RefCase{"sd2_tiny", "f32", 1e-4},
+                                         RefCase{"sd1_tiny", "bf16", 2e-2},
+                                         RefCase{"sd2_tiny", "bf16", 2e-2}),
+                         case_name);
+
+// ---- batches, shared prompts, K/V cache ------------------------------------------------------
+
+TEST(UnetBatch, SharedPromptsAreProjectedOnceAndMatchThePlainPath) {
+  auto b = cpu_backend("f32");
+  auto model = UNet::load(kDir + "/sd2_tiny/unet", *b);
+  auto ref = SafetensorsFile::open(kDir + "/sd2_tiny/reference.safetensors");
+  Tensor sample_all = ref->load("sample", DType::F32);
+  Tensor states_all = ref->load("encoder_hidden_states", DType::F32);
+  // Four rows: prompts 1, 0, 1, 1 with samples 0, 1, 2, 0 and four different timesteps.
+  const std::vector<int> prompt_of_row{1, 0, 1, 1};
+  Tensor sample = b->upload(pick_rows(sample_all, {0, 1, 2, 0}));
+  Tensor states = b->upload(pick_rows(states_all, prompt_of_row));
+  const std::vector<float> t{999, 20, 500, 301};
+
+  // The cache projects 2 prompt rows where the plain path projects 4; oneDNN's matmul blocking
+  // depends on the row count, so the two agree to f32 rounding (~1e-6), not bit for bit.
+  constexpr double kSame = 1e-5;
+  Tensor plain = b->download(model->forward(sample, t, states));
+  UNetKVCache kv = model->precompute_kv(states);
+  EXPECT_EQ(kv.batch, 4);
+  EXPECT_EQ(kv.distinct_prompts, 2);
+  Tensor cached = b->download(model->forward(sample, t, kv));
+  EXPECT_LE(rel_error(cached, plain), kSame);
+
+  // The explicit form: distinct prompts [P, 77, D] and each row's prompt index.
+  Tensor prompts = b->upload(pick_rows(states_all, {0, 1}));
+  UNetKVCache kv2 = model->precompute_kv(prompts, prompt_of_row);
+  EXPECT_EQ(kv2.distinct_prompts, 2);
+  Tensor cached2 = b->download(model->forward(sample, t, kv2));
+  EXPECT_LE(rel_error(cached2, plain), kSame);
+
+  // Row 3 repeats row 0's sample and prompt at another timestep: the rows are independent
+  // (a single-row run gives the same row), and the timestep is per row (outputs differ).
+  const int64_t row = plain.numel() / 4;
+  Tensor one = b->download(model->forward(b->upload(pick_rows(sample_all, {0})), {301},
+                                          b->upload(pick_rows(states_all, {1}))));
+  Tensor row3 = Tensor::wrap(one.shape(), DType::F32, plain.data_as<float>() + 3 * row);
+  EXPECT_LE(rel_error(row3, one), 1e-5);
+  Tensor row0 = Tensor::wrap(one.shape(), DType::F32, plain.data_as<float>());
+  EXPECT_GT(rel_error(row0, one), 1e-2);
+}
+
+TEST(UnetBatch, OneTimestepIsBroadcastToAllRows) {
+  auto b = cpu_backend("f32");
+  auto model = UNet::load(kDir + "/sd1_tiny", *b);
+  auto ref = SafetensorsFile::open(kDir + "/sd1_tiny/reference.safetensors");
+  Tensor sample = b->upload(ref->load("sample", DType::F32));
+  Tensor states = b->upload(ref->load("encoder_hidden_states", DType::F32));
+  Tensor one = b->download(model->forward(sample, {500}, states));
+  Tensor three = b->download(model->forward(sample, {500, 500, 500}, states));
+  EXPECT_EQ(rel_error(one, three), 0.0);
+}
+
+TEST(UnetBatch, WrongInputsAreNamed) {
+  auto b = cpu_backend("f32");
+  auto model = UNet::load(kDir + "/sd1_tiny", *b);
+  const UNetConfig& c = model->config();
+  Tensor states = b->upload(Tensor::host(Shape{2, 77, c.cross_attention_dim}, DType::F32));
+  Tensor odd = b->upload(Tensor::host(Shape{2, 10, 16, 4}, DType::F32));
+  std::string msg = error_of([&] { model->forward(odd, {1, 2}, states); });
+  EXPECT_NE(msg.find("[2, 10, 16, 4]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("multiples of 4"), std::string::npos) << msg;
+
+  Tensor sample = b->upload(Tensor::host(Shape{2, 16, 16, 4}, DType::F32));
+  msg = error_of([&] { model->forward(sample, {1, 2, 3}, states); });
+  EXPECT_NE(msg.find("3 timesteps for a batch of 2"), std::string::npos) << msg;
+
+  Tensor bad_states = b->upload(Tensor::host(Shape{2, 77, 7}, DType::F32));
+  msg = error_of([&] { model->forward(sample, {1, 2}, bad_states); });
+  EXPECT_NE(msg.find("[2, 77, 7]"), std::string::npos) << msg;
+
+  UNetKVCache kv = model->precompute_kv(states.slice0(0, 1));
+  msg = error_of([&] { model->forward(sample, {1, 2}, kv); });
+  EXPECT_NE(msg.find("K/V cache is for 1 batch rows"), std::string::npos) << msg;
+  msg = error_of([&] { model->precompute_kv(states, {0, 2}); });
+  EXPECT_NE(msg.find("row_prompt entry 2"), std::string::npos) << msg;
+}
+
+// ---- loading errors --------------------------------------------------------------------------
+
+class UnetLoad : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ =
+        fs::temp_directory_path() / ("sd_unet_" + std::to_string(::getpid()) + "_" +
+                                     testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  static const std::string& src_dir() {
+    static const std::string d = kDir + "/sd1_tiny/unet";
+    return d;
+  }
+  static nlohmann::json config() {
+    std::ifstream f(src_dir() + "/config.json");
+    return nlohmann::json::parse(f);
+  }
+  void write_config(const nlohmann::json& j) { std::ofstream(dir_ / "config.json") << j.dump(); }
+  void copy_weights() {
+    fs::copy_file(src_dir() + "/diffusion_pytorch_model.safetensors",
+                  dir_ / "diffusion_pytorch_model.safetensors",
+                  fs::copy_options::overwrite_existing);
+  }
+  std::map<std::string, Tensor> tensors() {
+    file_ = SafetensorsFile::open(src_dir() + "/diffusion_pytorch_model.safetensors");
+    std::map<std::string, Tensor> t;
+    for (const auto& e : file_->entries()) t[e.name] = file_->view(e.name);
+    return t;
+  }
+  std::string load_error() {
+    auto b = cpu_backend("f32");
+    return error_of([&] { UNet::load(dir_.string(), *b); });
+  }
+
+  fs::path dir_;
+  std::unique_ptr<SafetensorsFile> file_;
+};
+
+TEST_F(UnetLoad, Fp16VariantFileNameLoads) {
+  auto b = cpu_backend("f32");
+  write_config(config());
+  fs::copy_file(src_dir() + "/diffusion_pytorch_model.safetensors",
+                dir_ / "diffusion_pytorch_model.fp16.safetensors");
+  auto model = UNet::load(dir_.string(), *b);
+  EXPECT_EQ(model->config().num_heads, (std::vector<int>{2, 2, 2}));
+  EXPECT_EQ(model->num_transformer_layers(), 2 * 2 + 1 + 3 * 2);
+}
+
+TEST_F(UnetLoad, MissingTensorIsNamed) {
+  auto t = tensors();
+  ASSERT_EQ(t.erase("up_blocks.1.attentions.2.transformer_blocks.0.attn2.to_k.weight"), 1u);
+  write_config(config());
+  write_safetensors((dir_ / "diffusion_pytorch_model.safetensors").string(), t);
+  std::string msg = load_error();
+  EXPECT_NE(msg.find("up_blocks.1.attentions.2.transformer_blocks.0.attn2.to_k.weight"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("missing"), std::string::npos) << msg;
+}
+
+TEST_F(UnetLoad, MisshapedTensorNamesBothShapes) {
+  auto t = tensors();
+  t["down_blocks.1.resnets.0.conv_shortcut.weight"] = Tensor::host(Shape{24, 8, 1, 1}, DType::F16);
+  write_config(config());
+  write_safetensors((dir_ / "diffusion_pytorch_model.safetensors").string(), t);
+  std::string msg = load_error();
+  EXPECT_NE(msg.find("down_blocks.1.resnets.0.conv_shortcut.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[24, 8, 1, 1]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[24, 16, 1, 1]"), std::string::npos) << msg;
+}
+
+TEST_F(UnetLoad, ConfigNotMatchingTheWeights) {
+  // The SD 1.x fixture uses conv 1x1 projections; a config saying linear expects [out, in].
+  auto j = config();
+  j["use_linear_projection"] = true;
+  write_config(j);
+  copy_weights();
+  std::string msg = load_error();
+  EXPECT_NE(msg.find("down_blocks.0.attentions.0.proj_in.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[16, 16]"), std::string::npos) << msg;
+
+  // No mid block: the file has tensors the config does not use.
+  j = config();
+  j["mid_block_type"] = nullptr;
+  write_config(j);
+  msg = load_error();
+  EXPECT_NE(msg.find("unexpected tensor 'mid_block."), std::string::npos) << msg;
+}
+
+TEST_F(UnetLoad, UnsupportedConfigOptionsAreNamed) {
+  copy_weights();
+  const std::vector<std::pair<const char*, nlohmann::json>> options = {
+      {"class_embed_type", "timestep"},
+      {"addition_embed_type", "text_time"},
+      {"time_cond_proj_dim", 256},
+      {"resnet_time_scale_shift", "scale_shift"},
+      {"num_attention_heads", 8},
+      {"only_cross_attention", true},
+      {"dual_cross_attention", true},
+      {"time_embedding_type", "fourier"},
+      {"center_input_sample", true},
+      {"downsample_padding", 0},
+      {"act_fn", "gelu"},
+      {"mid_block_type", "UNetMidBlock2DSimpleCrossAttn"},
+      {"transformer_layers_per_block", nlohmann::json::parse("[[1, 2], [1, 2], [1, 2]]")},
+  };
+  for (const auto& [key, value] : options) {
+    auto j = config();
+    j[key] = value;
+    write_config(j);
+    std::string msg = load_error();
+    EXPECT_NE(msg.find(std::string("'") + key + "'"), std::string::npos) << key << ": " << msg;
+  }
+  auto j = config();
+  j["down_block_types"][1] = "AttnDownBlock2D";
+  write_config(j);
+  std::string msg = load_error();
+  EXPECT_NE(msg.find("down block type 'AttnDownBlock2D'"), std::string::npos) << msg;
+  j = config();
+  j["up_block_types"][0] = "SimpleCrossAttnUpBlock2D";
+  write_config(j);
+  msg = load_error();
+  EXPECT_NE(msg.find("up block type 'SimpleCrossAttnUpBlock2D'"), std::string::npos) << msg;
+  j = config();
+  j["attention_head_dim"] = nlohmann::json::parse("[2, 2]");
+  write_config(j);
+  msg = load_error();
+  EXPECT_NE(msg.find("'attention_head_dim'"), std::string::npos) << msg;
+  j = config();
+  j["_class_name"] = "AutoencoderKL";
+  write_config(j);
+  msg = load_error();
+  EXPECT_NE(msg.find("AutoencoderKL"), std::string::npos) << msg;
+}
+
+TEST_F(UnetLoad, MissingFilesAreExplained) {
+  std::string msg = load_error();
+  EXPECT_NE(msg.find("no config.json"), std::string::npos) << msg;
+  write_config(config());
+  msg = load_error();
+  EXPECT_NE(msg.find("diffusion_pytorch_model.safetensors"), std::string::npos) << msg;
+  std::ofstream(dir_ / "diffusion_pytorch_model.bin") << "pickle";
+  msg = load_error();
+  EXPECT_NE(msg.find("convert them to .safetensors"), std::string::npos) << msg;
+  std::ofstream(dir_ / "config.json") << "{ not json";
+  copy_weights();
+  msg = load_error();
+  EXPECT_NE(msg.find("not valid JSON"), std::string::npos) << msg;
+  auto b = cpu_backend("f32");
+  msg = error_of([&] { UNet::load((dir_ / "nope").string(), *b); });
+  EXPECT_NE(msg.find("does not exist"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace sd
