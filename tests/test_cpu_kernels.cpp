@@ -16,7 +16,9 @@
 namespace sd {
 
 // gtest prints DType parameters by name (found by argument-dependent lookup).
-void PrintTo(DType d, std::ostream* os) { *os << dtype_name(d); }
+void PrintTo(DType d, std::ostream* os) {
+  *os << dtype_name(d);
+}
 
 namespace {
 

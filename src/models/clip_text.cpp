@@ -5,9 +5,8 @@
 #include <fstream>
 #include <map>
 
-#include <nlohmann/json.hpp>
-
 #include "core/hash_random.h"
+#include "io/json_config.h"
 #include "io/safetensors.h"
 
 namespace sd {
@@ -18,16 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using json = nlohmann::json;
-
 constexpr float kQuickGeluAlpha = 1.702f;
-
-void read_int(const json& j, const std::string& file, const char* key, int* out) {
-  if (!j.contains(key)) return;
-  const json& v = j[key];
-  SD_CHECK(v.is_number_integer(), file, ": '", key, "' must be an integer, got ", v.dump());
-  *out = v.get<int>();
-}
 
 Act activation_of(const std::string& name, const std::string& where) {
   if (name == "quick_gelu") return Act::SiLU;  // with fc1 / fc2 rescaled, see clip_text.h
@@ -54,33 +44,21 @@ ClipTextConfig ClipTextConfig::vit_h14() {
 }
 
 ClipTextConfig ClipTextConfig::from_json_file(const std::string& path) {
-  std::ifstream f(path);
-  SD_CHECK(f.good(), "cannot open text encoder config '", path, "'");
-  json j = json::parse(f, nullptr, /*allow_exceptions=*/false);
-  SD_CHECK(!j.is_discarded(), "text encoder config '", path, "' is not valid JSON");
-  SD_CHECK(j.is_object(), "text encoder config '", path, "' is not a JSON object");
-  if (j.contains("architectures") && j["architectures"].is_array()) {
-    for (const json& a : j["architectures"])
+  JsonConfig j = JsonConfig::load(path, "text encoder config");
+  if (j.json().contains("architectures") && j.json()["architectures"].is_array()) {
+    for (const nlohmann::json& a : j.json()["architectures"])
       SD_CHECK(a.is_string() && a.get<std::string>().rfind("CLIPTextModel", 0) == 0, "'", path,
                "' describes a ", a.dump(), ", not a CLIPTextModel");
   }
   ClipTextConfig c;
-  read_int(j, path, "vocab_size", &c.vocab_size);
-  read_int(j, path, "hidden_size", &c.hidden_size);
-  read_int(j, path, "intermediate_size", &c.intermediate_size);
-  read_int(j, path, "num_hidden_layers", &c.num_hidden_layers);
-  read_int(j, path, "num_attention_heads", &c.num_attention_heads);
-  read_int(j, path, "max_position_embeddings", &c.max_position_embeddings);
-  if (j.contains("hidden_act")) {
-    SD_CHECK(j["hidden_act"].is_string(), path, ": 'hidden_act' must be a string, got ",
-             j["hidden_act"].dump());
-    c.hidden_act = j["hidden_act"].get<std::string>();
-  }
-  if (j.contains("layer_norm_eps")) {
-    SD_CHECK(j["layer_norm_eps"].is_number(), path, ": 'layer_norm_eps' must be a number, got ",
-             j["layer_norm_eps"].dump());
-    c.layer_norm_eps = j["layer_norm_eps"].get<float>();
-  }
+  j.read("vocab_size", &c.vocab_size);
+  j.read("hidden_size", &c.hidden_size);
+  j.read("intermediate_size", &c.intermediate_size);
+  j.read("num_hidden_layers", &c.num_hidden_layers);
+  j.read("num_attention_heads", &c.num_attention_heads);
+  j.read("max_position_embeddings", &c.max_position_embeddings);
+  j.read("hidden_act", &c.hidden_act);
+  j.read("layer_norm_eps", &c.layer_norm_eps);
   c.validate(path);
   return c;
 }

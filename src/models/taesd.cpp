@@ -4,8 +4,7 @@
 #include <fstream>
 #include <set>
 
-#include <nlohmann/json.hpp>
-
+#include "io/json_config.h"
 #include "io/safetensors.h"
 
 namespace sd {
@@ -14,79 +13,26 @@ namespace fs = std::filesystem;
 
 // ---- config ----------------------------------------------------------------------------------
 
-namespace {
-
-using json = nlohmann::json;
-
-void read_int(const json& j, const std::string& file, const char* key, int* out) {
-  if (!j.contains(key)) return;
-  const json& v = j[key];
-  SD_CHECK(
-      v.is_number_integer() || (v.is_number_float() && v.get<double>() == int(v.get<double>())),
-      file, ": '", key, "' must be an integer, got ", v.dump());
-  *out = int(v.get<double>());
-}
-
-void read_float(const json& j, const std::string& file, const char* key, float* out) {
-  if (!j.contains(key)) return;
-  const json& v = j[key];
-  SD_CHECK(v.is_number(), file, ": '", key, "' must be a number, got ", v.dump());
-  *out = v.get<float>();
-}
-
-void read_ints(const json& j, const std::string& file, const char* key, std::vector<int>* out) {
-  if (!j.contains(key)) return;
-  const json& v = j[key];
-  SD_CHECK(v.is_array() && !v.empty(), file, ": '", key,
-           "' must be a non-empty array of integers, got ", v.dump());
-  out->clear();
-  for (const json& e : v) {
-    SD_CHECK(e.is_number_integer(), file, ": '", key, "' must hold integers, got ", v.dump());
-    out->push_back(e.get<int>());
-  }
-}
-
-void expect_string(const json& j, const std::string& file, const char* key, const char* want) {
-  if (!j.contains(key)) return;
-  SD_CHECK(j[key].is_string() && j[key].get<std::string>() == want, file, ": '", key, "' is ",
-           j[key].dump(), "; only \"", want, "\" is supported");
-}
-
-std::string join(const std::vector<int>& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + "]";
-}
-
-}  // namespace
-
 TaesdConfig TaesdConfig::from_json_file(const std::string& path) {
-  std::ifstream f(path);
-  SD_CHECK(f.good(), "cannot open TAESD config '", path, "'");
-  json j = json::parse(f, nullptr, /*allow_exceptions=*/false);
-  SD_CHECK(!j.is_discarded(), "TAESD config '", path, "' is not valid JSON");
-  SD_CHECK(j.is_object(), "TAESD config '", path, "' is not a JSON object");
-  if (j.contains("_class_name")) {
-    SD_CHECK(j["_class_name"] == "AutoencoderTiny", "'", path, "' describes a ",
-             j["_class_name"].dump(), ", not an AutoencoderTiny (TAESD)");
-  }
+  JsonConfig j = JsonConfig::load(path, "TAESD config");
+  j.expect_class("AutoencoderTiny");
   TaesdConfig c;
-  read_int(j, path, "in_channels", &c.in_channels);
-  read_int(j, path, "out_channels", &c.out_channels);
-  read_int(j, path, "latent_channels", &c.latent_channels);
-  read_ints(j, path, "encoder_block_out_channels", &c.encoder_block_out_channels);
-  read_ints(j, path, "decoder_block_out_channels", &c.decoder_block_out_channels);
-  read_ints(j, path, "num_encoder_blocks", &c.num_encoder_blocks);
-  read_ints(j, path, "num_decoder_blocks", &c.num_decoder_blocks);
-  read_int(j, path, "upsampling_scaling_factor", &c.upsampling_scaling_factor);
-  read_float(j, path, "latent_magnitude", &c.latent_magnitude);
-  read_float(j, path, "latent_shift", &c.latent_shift);
-  read_float(j, path, "scaling_factor", &c.scaling_factor);
-  expect_string(j, path, "act_fn", "relu");
-  expect_string(j, path, "upsample_fn", "nearest");
-  if (j.contains("shift_factor")) {
+  j.read("in_channels", &c.in_channels);
+  j.read("out_channels", &c.out_channels);
+  j.read("latent_channels", &c.latent_channels);
+  j.read("encoder_block_out_channels", &c.encoder_block_out_channels);
+  j.read("decoder_block_out_channels", &c.decoder_block_out_channels);
+  j.read("num_encoder_blocks", &c.num_encoder_blocks);
+  j.read("num_decoder_blocks", &c.num_decoder_blocks);
+  j.read("upsampling_scaling_factor", &c.upsampling_scaling_factor);
+  j.read("latent_magnitude", &c.latent_magnitude);
+  j.read("latent_shift", &c.latent_shift);
+  j.read("scaling_factor", &c.scaling_factor);
+  j.expect_one_of("act_fn", {"relu"});
+  j.expect_one_of("upsample_fn", {"nearest"});
+  if (j.has("shift_factor")) {
     float shift = 0.f;
-    read_float(j, path, "shift_factor", &shift);
+    j.read("shift_factor", &shift);
     SD_CHECK(shift == 0.f, path, ": shift_factor ", shift, " is not supported (TAESD uses 0)");
   }
   c.validate(path);
@@ -98,11 +44,11 @@ void TaesdConfig::validate(const std::string& where) const {
            ": channel counts must be positive (in ", in_channels, ", out ", out_channels,
            ", latent ", latent_channels, ")");
   SD_CHECK(encoder_block_out_channels.size() == num_encoder_blocks.size(), where,
-           ": encoder_block_out_channels ", join(encoder_block_out_channels),
-           " and num_encoder_blocks ", join(num_encoder_blocks), " differ in length");
+           ": encoder_block_out_channels ", join_ints(encoder_block_out_channels),
+           " and num_encoder_blocks ", join_ints(num_encoder_blocks), " differ in length");
   SD_CHECK(decoder_block_out_channels.size() == num_decoder_blocks.size(), where,
-           ": decoder_block_out_channels ", join(decoder_block_out_channels),
-           " and num_decoder_blocks ", join(num_decoder_blocks), " differ in length");
+           ": decoder_block_out_channels ", join_ints(decoder_block_out_channels),
+           " and num_decoder_blocks ", join_ints(num_decoder_blocks), " differ in length");
   SD_CHECK(!num_encoder_blocks.empty() && num_encoder_blocks.size() <= 8 &&
                !num_decoder_blocks.empty() && num_decoder_blocks.size() <= 8,
            where, ": 1 to 8 encoder and decoder stages are supported");
@@ -110,16 +56,18 @@ void TaesdConfig::validate(const std::string& where) const {
   // it can run has the same channel count in all stages.
   for (int c : encoder_block_out_channels)
     SD_CHECK(c > 0 && c == encoder_block_out_channels[0], where, ": encoder_block_out_channels ",
-             join(encoder_block_out_channels),
+             join_ints(encoder_block_out_channels),
              " must be equal and positive (as diffusers' EncoderTiny requires)");
   for (int c : decoder_block_out_channels)
     SD_CHECK(c > 0 && c == decoder_block_out_channels[0], where, ": decoder_block_out_channels ",
-             join(decoder_block_out_channels),
+             join_ints(decoder_block_out_channels),
              " must be equal and positive (as diffusers' DecoderTiny requires)");
   for (int n : num_encoder_blocks)
-    SD_CHECK(n >= 0, where, ": num_encoder_blocks ", join(num_encoder_blocks), " has a negative");
+    SD_CHECK(n >= 0, where, ": num_encoder_blocks ", join_ints(num_encoder_blocks),
+             " has a negative");
   for (int n : num_decoder_blocks)
-    SD_CHECK(n >= 0, where, ": num_decoder_blocks ", join(num_decoder_blocks), " has a negative");
+    SD_CHECK(n >= 0, where, ": num_decoder_blocks ", join_ints(num_decoder_blocks),
+             " has a negative");
   SD_CHECK(upsampling_scaling_factor == 2, where, ": upsampling_scaling_factor ",
            upsampling_scaling_factor, " is not supported (only 2)");
   SD_CHECK(scaling_factor == 1.f, where, ": scaling_factor ", scaling_factor,

@@ -1,0 +1,99 @@
+#include "io/json_config.h"
+
+#include <fstream>
+
+#include "core/error.h"
+
+namespace sd {
+
+using Json = nlohmann::json;
+
+JsonConfig JsonConfig::load(const std::string& path, const std::string& what) {
+  std::ifstream f(path);
+  SD_CHECK(f.good(), "cannot open ", what, " '", path, "'");
+  JsonConfig c;
+  c.path_ = path;
+  c.j_ = Json::parse(f, nullptr, /*allow_exceptions=*/false);
+  SD_CHECK(!c.j_.is_discarded(), what, " '", path, "' is not valid JSON");
+  SD_CHECK(c.j_.is_object(), what, " '", path, "' is not a JSON object");
+  return c;
+}
+
+void JsonConfig::read(const char* key, int* out) const {
+  if (!has(key)) return;
+  const Json& v = j_[key];
+  bool integral =
+      v.is_number_integer() || (v.is_number_float() && v.get<double>() == int(v.get<double>()));
+  SD_CHECK(integral, path_, ": '", key, "' must be an integer, got ", v.dump());
+  *out = int(v.get<double>());
+}
+
+void JsonConfig::read(const char* key, float* out) const {
+  if (!has(key)) return;
+  const Json& v = j_[key];
+  SD_CHECK(v.is_number(), path_, ": '", key, "' must be a number, got ", v.dump());
+  *out = v.get<float>();
+}
+
+void JsonConfig::read(const char* key, bool* out) const {
+  if (!has(key)) return;
+  const Json& v = j_[key];
+  SD_CHECK(v.is_boolean(), path_, ": '", key, "' must be true or false, got ", v.dump());
+  *out = v.get<bool>();
+}
+
+void JsonConfig::read(const char* key, std::string* out) const {
+  if (!has(key)) return;
+  const Json& v = j_[key];
+  SD_CHECK(v.is_string(), path_, ": '", key, "' must be a string, got ", v.dump());
+  *out = v.get<std::string>();
+}
+
+void JsonConfig::read(const char* key, std::vector<int>* out) const {
+  if (!has(key)) return;
+  const Json& v = j_[key];
+  SD_CHECK(v.is_array() && !v.empty(), path_, ": '", key,
+           "' must be a non-empty array of integers, got ", v.dump());
+  out->clear();
+  for (const Json& e : v) {
+    SD_CHECK(e.is_number_integer(), path_, ": '", key, "' must hold integers, got ", v.dump());
+    out->push_back(e.get<int>());
+  }
+}
+
+void JsonConfig::read(const char* key, std::vector<std::string>* out) const {
+  if (!has(key)) return;
+  const Json& v = j_[key];
+  SD_CHECK(v.is_array(), path_, ": '", key, "' must be an array of strings, got ", v.dump());
+  out->clear();
+  for (const Json& e : v) {
+    SD_CHECK(e.is_string(), path_, ": '", key, "' must hold strings, got ", v.dump());
+    out->push_back(e.get<std::string>());
+  }
+}
+
+void JsonConfig::expect_one_of(const char* key, std::initializer_list<const char*> allowed) const {
+  if (!has(key)) return;
+  const Json& v = j_[key];
+  std::string list;
+  bool ok = false;
+  for (const char* a : allowed) {
+    ok = ok || (v.is_string() && v.get<std::string>() == a);
+    list += std::string(list.empty() ? "\"" : ", \"") + a + "\"";
+  }
+  SD_CHECK(ok, path_, ": '", key, "' is ", v.dump(), "; supported: ", list);
+}
+
+void JsonConfig::expect_class(const char* name) const {
+  if (!has("_class_name")) return;
+  SD_CHECK(j_["_class_name"] == name, "'", path_, "' describes a ", j_["_class_name"].dump(),
+           ", not a ", name);
+}
+
+std::string join_ints(const std::vector<int>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+}  // namespace sd
