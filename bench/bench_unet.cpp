@@ -1,9 +1,9 @@
 // The UNet with the full-size SD 1.5 architecture on deterministic hash-random weights
 // (core/hash_random.h), one batch row, f32 (and bf16 where the CPU runs it natively), at 256x256
-// and 512x512 images (32x32 and 64x64 latents), with the cross-attention K/V precomputed (the
-// per-frame path) and, at 256x256, also without. The arena is planned before timing (one untimed
-// pass, then reserve(peak())). GFLOP per row from docs (DESIGN-NOTES): 181 at 256², 804 at 512².
-// Set SD_BENCH_UNET_SIZES=256 to skip 512x512.
+// and 512x512 images (32x32 and 64x64 latents), with the cross-attention K/V and the time
+// embedding precomputed (the per-frame path) and, at 256x256, also without. The arena is planned
+// before timing (one untimed pass, then reserve(peak())). GFLOP per row from docs (DESIGN-NOTES):
+// 181 at 256², 804 at 512². Set SD_BENCH_UNET_SIZES=256 to skip 512x512.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -85,11 +85,12 @@ SD_BENCH("unet") {
     std::fflush(stdout);
     Tensor states = persistent_input(*backend, Shape{1, 77, 768}, 0.011f);
     UNetKVCache kv = model->precompute_kv(states);
+    Tensor temb = model->time_embedding({500}, 1);
     for (int size : sizes) {
       const double gflop = size == 512 ? 804 : 181;
       Tensor sample = persistent_input(*backend, Shape{1, size / 8, size / 8, 4}, 0.017f);
       auto cached = [&] {
-        Tensor y = model->forward(sample, {500}, kv);
+        Tensor y = model->forward(sample, temb, kv);
         backend->synchronize();
       };
       auto plain = [&] {
@@ -105,7 +106,8 @@ SD_BENCH("unet") {
         const char* name;
         std::function<void()> fn;
         bool at_512;
-      } parts[] = {{"precomputed K/V", cached, true}, {"K/V per call", plain, false}};
+      } parts[] = {{"precomputed K/V + time embedding", cached, true},
+                   {"K/V + time embedding per call", plain, false}};
       for (const Part& p : parts) {
         if (size == 512 && !p.at_512) continue;
         sd::bench::Stats s = sd::bench::time_it(p.fn, runs, 0);

@@ -130,6 +130,13 @@ TEST_P(UnetReference, ForwardMatchesDiffusers) {
   EXPECT_EQ(kv.distinct_prompts, 3);
   ASSERT_EQ(int(kv.k.size()), model_->num_transformer_layers());
   Tensor cached = backend_->download(model_->forward(sample, t, kv));
+  if (c.tol <= 1e-4) {
+    EXPECT_EQ(rel_error(cached, out), 0.0);  // same rows projected: identical
+  }
+  // The per-frame path: time embedding precomputed too.
+  Tensor temb = model_->time_embedding(t, 3);
+  Tensor frame = backend_->download(model_->forward(sample, temb, kv));
+  EXPECT_EQ(rel_error(frame, cached), 0.0);
   double err_kv = rel_error(cached, expect);
   EXPECT_LE(err_kv, c.tol) << c.model << " " << c.dtype << " with precomputed K/V";
   std::printf("  %s %s: rel error %.3g, with precomputed K/V %.3g\n", c.model, c.dtype, err,
@@ -217,6 +224,9 @@ TEST(UnetBatch, WrongInputsAreNamed) {
   UNetKVCache kv = model->precompute_kv(states.slice0(0, 1));
   msg = error_of([&] { model->forward(sample, {1, 2}, kv); });
   EXPECT_NE(msg.find("K/V cache is for 1 batch rows"), std::string::npos) << msg;
+  Tensor temb = model->time_embedding({5}, 1);
+  msg = error_of([&] { model->forward(sample, temb, model->precompute_kv(states)); });
+  EXPECT_NE(msg.find("time embedding [1, 64]"), std::string::npos) << msg;
   msg = error_of([&] { model->precompute_kv(states, {0, 2}); });
   EXPECT_NE(msg.find("row_prompt entry 2"), std::string::npos) << msg;
 }

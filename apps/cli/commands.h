@@ -14,5 +14,7 @@ void add_backend_options(CLI::App& cmd, BackendOptions& opts);
 void register_taesd(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_encode_prompt(CLI::App& app);
+void register_info(CLI::App& app);
+void register_stream(CLI::App& app);  // img2img, txt2img
 
 }  // namespace sd::cli

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   sd::cli::register_taesd(app);
   sd::cli::register_tokenize(app);
   sd::cli::register_encode_prompt(app);
+  sd::cli::register_info(app);
+  sd::cli::register_stream(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

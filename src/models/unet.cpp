@@ -98,7 +98,7 @@ std::unique_ptr<UNet> UNet::load(const std::string& path, Backend& backend) {
 
 std::unique_ptr<UNet> UNet::create(const UNetConfig& config, UNetWeightSource& weights,
                                    Backend& backend) {
-  config.validate(weights.describe());
+  config.validate("UNet config for " + weights.describe());
   std::unique_ptr<UNet> model(new UNet(backend, config));
   const UNetConfig& c = model->config_;
   Blocks& m = *model->blocks_;
@@ -203,7 +203,7 @@ Tensor sinusoidal_timestep_embedding(const std::vector<float>& timesteps, int di
   const int half = dim / 2;
   // In float32 as torch evaluates diffusers' get_timestep_embedding:
   //   freq_i = exp(-ln(10000) * i / (half - freq_shift)),  arg = t * freq_i,
-  //   emb = [sin(arg), cos(arg)] (or [cos, sin] when flipped), zero-padded to an odd dim.
+  //   emb = [sin(arg), cos(arg)] (or [cos, sin] when flipped), plus a zero column when dim is odd.
   std::vector<float> freq(half);
   const float neg_log_period = float(-std::log(10000.0));
   const float denom = float(half) - freq_shift;
@@ -223,15 +223,26 @@ Tensor sinusoidal_timestep_embedding(const std::vector<float>& timesteps, int di
   return out;
 }
 
-Tensor UNet::time_embedding(const std::vector<float>& timesteps, int64_t batch) const {
-  SD_CHECK(timesteps.size() == 1 || int64_t(timesteps.size()) == batch, "UNet: ", timesteps.size(),
-           " timesteps for a batch of ", batch, " rows (give one per row, or one for all)");
+Tensor UNet::time_embedding_arena(const std::vector<float>& timesteps, int64_t batch) const {
+  SD_CHECK(timesteps.size() == 1 || (batch > 0 && int64_t(timesteps.size()) == batch),
+           "UNet: ", timesteps.size(), " timesteps for a batch of ", batch,
+           " rows (give one per row, or one for all)");
   std::vector<float> t(size_t(batch), timesteps[0]);
   if (timesteps.size() > 1) t = timesteps;
-  Tensor emb = backend_.upload(sinusoidal_timestep_embedding(
-      t, config_.block_out_channels[0], config_.flip_sin_to_cos, config_.freq_shift));
+  const Tensor host = sinusoidal_timestep_embedding(t, config_.block_out_channels[0],
+                                                    config_.flip_sin_to_cos, config_.freq_shift);
+  Tensor emb = backend_.upload(host);
+  backend_.synchronize();  // `host` may go now
   emb = apply_linear(backend_, emb, blocks_->time_linear_1, Act::SiLU);
   return apply_linear(backend_, emb, blocks_->time_linear_2);
+}
+
+Tensor UNet::time_embedding(const std::vector<float>& timesteps, int64_t batch) const {
+  Tensor host = backend_.download(time_embedding_arena(timesteps, batch), backend_.compute_dtype());
+  Tensor emb = backend_.empty(host.shape(), host.dtype());
+  backend_.copy_from_host(host, emb);
+  backend_.synchronize();
+  return emb;
 }
 
 // ---- cross-attention sources -----------------------------------------------------------------
@@ -273,10 +284,16 @@ Tensor UNet::forward(const Tensor& sample, const std::vector<float>& timesteps,
            "UNet: encoder_hidden_states ", e.shape().str(), " are not [", sample.dim(0),
            ", tokens, ", config_.cross_attention_dim, "] for sample ", sample.shape().str());
   EncoderStatesContext ctx(e);
-  return run(sample, timesteps, ctx);
+  return run(sample, time_embedding_arena(timesteps, sample.dim(0)), ctx);
 }
 
 Tensor UNet::forward(const Tensor& sample, const std::vector<float>& timesteps,
+                     const UNetKVCache& kv) const {
+  SD_CHECK(sample.rank() >= 1, "UNet: sample ", sample.shape().str(), " is not [B, h, w, C]");
+  return forward(sample, time_embedding_arena(timesteps, sample.dim(0)), kv);
+}
+
+Tensor UNet::forward(const Tensor& sample, const Tensor& time_embedding,
                      const UNetKVCache& kv) const {
   SD_CHECK(int(kv.k.size()) == num_transformer_layers() && kv.v.size() == kv.k.size(),
            "UNet: the K/V cache holds ", kv.k.size(), " layers; this UNet has ",
@@ -285,11 +302,10 @@ Tensor UNet::forward(const Tensor& sample, const std::vector<float>& timesteps,
            " batch rows, sample ", sample.shape().str(), " has ",
            sample.rank() ? sample.dim(0) : 0);
   CachedContext ctx(kv);
-  return run(sample, timesteps, ctx);
+  return run(sample, time_embedding, ctx);
 }
 
-Tensor UNet::run(const Tensor& sample, const std::vector<float>& timesteps,
-                 CrossAttentionContext& ctx) const {
+Tensor UNet::run(const Tensor& sample, const Tensor& temb, CrossAttentionContext& ctx) const {
   const UNetConfig& c = config_;
   const Blocks& m = *blocks_;
   Backend& b = backend_;
@@ -299,7 +315,10 @@ Tensor UNet::run(const Tensor& sample, const std::vector<float>& timesteps,
            "UNet: sample ", sample.shape().str(), " is not [B, h, w, ", c.in_channels,
            "] with h and w multiples of ", mult);
 
-  const Tensor temb_act = b.activate(time_embedding(timesteps, sample.dim(0)), Act::SiLU);
+  SD_CHECK(temb.rank() == 2 && temb.dim(0) == sample.dim(0) && temb.dim(1) == c.temb_dim(),
+           "UNet: time embedding ", temb.shape().str(), " is not [", sample.dim(0), ", ",
+           c.temb_dim(), "] for sample ", sample.shape().str());
+  const Tensor temb_act = b.activate(temb, Act::SiLU);
   Tensor x = b.conv2d(sample, m.conv_in.weight, &m.conv_in.bias, m.conv_in.params);
   std::vector<Tensor> skips{x};
   for (const DownBlock& blk : m.down) {

@@ -122,6 +122,10 @@ class UNet {
   // The same with the cross-attention K/V taken from `kv` (kv.batch must equal B).
   Tensor forward(const Tensor& sample, const std::vector<float>& timesteps,
                  const UNetKVCache& kv) const;
+  // The per-frame path: time embedding (from time_embedding()) and K/V both precomputed; uploads
+  // nothing and never synchronizes. (The overloads taking timesteps upload the sinusoidal
+  // embedding and synchronize once, before the UNet's kernels.)
+  Tensor forward(const Tensor& sample, const Tensor& time_embedding, const UNetKVCache& kv) const;
 
   // K/V for a batch whose row b uses prompt row_prompt[b] of `prompts` [P, tokens, D]; the
   // projections run once per prompt (P rows), then are copied to the batch layout.
@@ -130,15 +134,17 @@ class UNet {
   // are detected (bitwise) and projected once.
   UNetKVCache precompute_kv(const Tensor& encoder_hidden_states) const;
 
-  // The time embedding linear_2(silu(linear_1(sinusoidal(t)))) for `batch` rows, [B, temb_dim].
+  // The time embedding linear_2(silu(linear_1(sinusoidal(t)))) for `batch` rows (timesteps: one
+  // per row or one for all), [B, temb_dim], in persistent device memory (not the arena), to be
+  // computed once per set of timesteps (StreamDiffusion's are fixed per stream). Synchronizes.
   Tensor time_embedding(const std::vector<float>& timesteps, int64_t batch) const;
 
   struct Blocks;  // the converted parameters (unet.cpp)
 
  private:
   UNet(Backend& backend, UNetConfig config);
-  Tensor run(const Tensor& sample, const std::vector<float>& timesteps,
-             CrossAttentionContext& ctx) const;
+  Tensor time_embedding_arena(const std::vector<float>& timesteps, int64_t batch) const;
+  Tensor run(const Tensor& sample, const Tensor& temb, CrossAttentionContext& ctx) const;
 
   Backend& backend_;
   UNetConfig config_;

@@ -90,8 +90,9 @@ ResnetBlock ResnetBlock::load(UNetWeightReader& r, const std::string& prefix, in
   rb.output_scale_factor = output_scale_factor;
   rb.norm1 = load_unet_norm(r, prefix + ".norm1", in_channels);
   rb.conv1 = load_unet_conv(r, prefix + ".conv1", out_channels, in_channels, 3);
-  rb.time_emb_proj =
-      load_unet_linear(r, prefix + ".time_emb_proj", out_channels, temb_channels, true);
+  if (temb_channels > 0)
+    rb.time_emb_proj =
+        load_unet_linear(r, prefix + ".time_emb_proj", out_channels, temb_channels, true);
   rb.norm2 = load_unet_norm(r, prefix + ".norm2", out_channels);
   rb.conv2 = load_unet_conv(r, prefix + ".conv2", out_channels, out_channels, 3);
   rb.has_shortcut = in_channels != out_channels;
@@ -103,8 +104,10 @@ ResnetBlock ResnetBlock::load(UNetWeightReader& r, const std::string& prefix, in
 Tensor ResnetBlock::forward(Backend& b, const Tensor& x, const Tensor& temb_act) const {
   Tensor h = b.group_norm(x, groups, norm1.gamma, norm1.beta, eps, Act::SiLU);
   h = b.conv2d(h, conv1.weight, &conv1.bias, conv1.params);
-  Tensor t = apply(b, temb_act, time_emb_proj);  // [B, C]
-  h = b.binary(BinaryOp::Add, h, t.reshape(Shape{t.dim(0), 1, 1, t.dim(1)}));
+  if (time_emb_proj.weight.defined()) {
+    Tensor t = apply(b, temb_act, time_emb_proj);  // [B, C]
+    h = b.binary(BinaryOp::Add, h, t.reshape(Shape{t.dim(0), 1, 1, t.dim(1)}));
+  }
   h = b.group_norm(h, groups, norm2.gamma, norm2.beta, eps, Act::SiLU);
   Tensor shortcut =
       has_shortcut ? b.conv2d(x, conv_shortcut.weight, &conv_shortcut.bias, conv_shortcut.params)

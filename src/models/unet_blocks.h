@@ -91,14 +91,15 @@ struct ResnetBlock {
   float output_scale_factor = 1.f;
   UNetNorm norm1, norm2;
   UNetConv conv1, conv2;
-  UNetLinear time_emb_proj;
+  UNetLinear time_emb_proj;  // undefined without a time embedding (temb_channels 0: the VAE)
   bool has_shortcut = false;
   UNetConv conv_shortcut;  // 1x1, when in_channels != out_channels
 
   static ResnetBlock load(UNetWeightReader& r, const std::string& prefix, int64_t in_channels,
                           int64_t out_channels, int64_t temb_channels, int groups, float eps,
                           float output_scale_factor);
-  // x [B, H, W, in]; temb_act = silu(temb) [B, temb_channels].
+  // x [B, H, W, in]; temb_act = silu(temb) [B, temb_channels] (ignored, may be an empty
+  // Tensor, when the block has no time embedding).
   Tensor forward(Backend& b, const Tensor& x, const Tensor& temb_act) const;
 };
 

@@ -1,0 +1,465 @@
+// The latent arithmetic runs on the host in f32, one torch operation per rounding (no FMA
+// contraction), so it follows the reference's float32 tensor arithmetic closely; the latents are
+// small (4 channels at 1/8 resolution) next to the models' work.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#include "pipeline/stream.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace sd {
+
+namespace {
+
+// torch's draw order is NCHW; the engine's latents are NHWC.
+void draw_nhwc(TorchGenerator& gen, std::vector<float>& scratch, float* out, int64_t n, int64_t h,
+               int64_t w, int64_t c) {
+  scratch.resize(size_t(n * c * h * w));
+  gen.randn(scratch.data(), int64_t(scratch.size()));
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t k = 0; k < c; ++k)
+      for (int64_t p = 0; p < h * w; ++p)
+        out[(b * h * w + p) * c + k] = scratch[size_t((b * c + k) * h * w + p)];
+}
+
+}  // namespace
+
+CfgType parse_cfg_type(const std::string& name) {
+  if (name == "none") return CfgType::None;
+  if (name == "full") return CfgType::Full;
+  if (name == "self") return CfgType::Self;
+  if (name == "initialize") return CfgType::Initialize;
+  fail("unknown cfg_type \"", name, "\" (none, full, self, initialize)");
+}
+
+const char* cfg_type_name(CfgType t) {
+  switch (t) {
+    case CfgType::None:
+      return "none";
+    case CfgType::Full:
+      return "full";
+    case CfgType::Self:
+      return "self";
+    case CfgType::Initialize:
+      return "initialize";
+  }
+  return "?";
+}
+
+Stream::Stream(Backend& backend, const UNet& unet, const LatentCodec& vae, PromptEncoder* text,
+               StreamSettings settings, LcmSchedulerConfig scheduler)
+    : be_(backend),
+      unet_(unet),
+      vae_(vae),
+      text_(text),
+      s_(std::move(settings)),
+      scheduler_(std::move(scheduler)),
+      ssf_(s_.similar_image_filter_threshold, s_.similar_image_filter_max_skip_frame, s_.seed) {
+  const int down = vae_.downscale();
+  SD_CHECK(s_.width > 0 && s_.height > 0 && s_.width % down == 0 && s_.height % down == 0,
+           "stream: width ", s_.width, " and height ", s_.height, " must be positive multiples of ",
+           down, " (the VAE's downscale)");
+  lh_ = s_.height / down;
+  lw_ = s_.width / down;
+  const int m = unet_.config().size_multiple();
+  SD_CHECK(lh_ % m == 0 && lw_ % m == 0, "stream: width ", s_.width, " and height ", s_.height,
+           " must be multiples of ", down * m, " for this UNet (latent multiple ", m, ")");
+  lc_ = vae_.latent_channels();
+  SD_CHECK(lc_ == unet_.config().in_channels && lc_ == unet_.config().out_channels,
+           "stream: the VAE has ", lc_, " latent channels, the UNet takes ",
+           unet_.config().in_channels, " and gives ", unet_.config().out_channels);
+  SD_CHECK(s_.frame_buffer_size >= 1, "stream: frame_buffer_size ", s_.frame_buffer_size,
+           " must be at least 1");
+  SD_CHECK(std::isfinite(s_.guidance_scale) && std::isfinite(s_.delta),
+           "stream: guidance_scale and delta must be finite");
+  slots_ = scheduler_.slots(s_.num_inference_steps, s_.t_index_list);  // checks the indices
+  f_ = s_.frame_buffer_size;
+  n_ = int64_t(s_.t_index_list.size());
+  rows_ = s_.use_denoising_batch ? n_ * f_ : f_;
+  row_elems_ = lh_ * lw_ * lc_;
+}
+
+Stream::~Stream() = default;
+
+void Stream::check_prepared(const char* what) const {
+  SD_CHECK(prepared_, "stream: ", what, " before prepare()");
+}
+
+void Stream::prepare(const std::string& prompt, const std::string& negative_prompt) {
+  SD_CHECK(text_ != nullptr,
+           "stream: prepare(prompt) needs a text encoder (or use "
+           "prepare_embeddings)");
+  prepare_embeddings(text_->encode(prompt), text_->encode(negative_prompt));
+}
+
+void Stream::build_row_constants() {
+  const size_t B = size_t(n_ * f_);
+  a_.assign(B, 0), b_.assign(B, 0), cskip_.assign(B, 0), cout_.assign(B, 0);
+  a_next_.assign(B, 1), b_next_.assign(B, 1), t_rows_.assign(B, 0);
+  for (size_t r = 0; r < B; ++r) {
+    const SlotConstants& c = slots_[r / size_t(f_)];
+    a_[r] = c.alpha_sqrt, b_[r] = c.beta_sqrt, cskip_[r] = c.c_skip, cout_[r] = c.c_out;
+    t_rows_[r] = float(c.timestep);
+    if (r + size_t(f_) < B) {
+      const SlotConstants& nx = slots_[r / size_t(f_) + 1];
+      a_next_[r] = nx.alpha_sqrt, b_next_[r] = nx.beta_sqrt;
+    }
+  }
+}
+
+void Stream::build_kv() {
+  const int64_t tokens = cond_.dim(0), dim = cond_.dim(1);
+  Tensor prompts = Tensor::host(Shape{2, tokens, dim}, DType::F32);
+  std::memcpy(prompts.data(), uncond_.data(), uncond_.nbytes());
+  std::memcpy(static_cast<char*>(prompts.data()) + cond_.nbytes(), cond_.data(), cond_.nbytes());
+  std::vector<int> rows;
+  const bool full = guidance_ && s_.cfg_type == CfgType::Full;
+  const bool init = guidance_ && s_.cfg_type == CfgType::Initialize;
+  if (full) rows.assign(size_t(rows_), 0);
+  if (init) rows.assign(size_t(f_), 0);
+  rows.insert(rows.end(), size_t(rows_), 1);
+  kv_ = UNetKVCache{};
+  {
+    Tensor dev = be_.upload(prompts);
+    kv_ = unet_.precompute_kv(dev, rows);
+  }
+  be_.synchronize();
+}
+
+void Stream::prepare_embeddings(const Tensor& cond, const Tensor& uncond) {
+  const int64_t d = unet_.config().cross_attention_dim;
+  for (const Tensor* t : {&cond, &uncond})
+    SD_CHECK(t->rank() == 2 && t->dim(1) == d && t->dtype() == DType::F32 &&
+                 t->device() == Device::CPU && t->shape() == cond.shape(),
+             "stream: prompt embeddings ", t->shape().str(), " must be host f32 [tokens, ", d,
+             "] (the UNet's cross_attention_dim), cond and uncond alike");
+  prepared_ = false;
+  cond_ = cond.to_host_dtype(DType::F32);
+  uncond_ = uncond.to_host_dtype(DType::F32);
+  guidance_ = s_.cfg_type != CfgType::None && s_.guidance_scale > 1.f;
+  build_row_constants();
+
+  const Shape lat{rows_, lh_, lw_, lc_};
+  gen_.manual_seed(s_.seed);
+  std::vector<float> scratch;
+  init_noise_ = Tensor::host(lat, DType::F32);
+  draw_nhwc(gen_, scratch, init_noise_.data_as<float>(), rows_, lh_, lw_, lc_);
+  stock_ = Tensor::host(lat, DType::F32);
+  buffer_ = Tensor::host(Shape{std::max<int64_t>((n_ - 1) * f_, 1), lh_, lw_, lc_}, DType::F32);
+  const int64_t unet_rows = 2 * rows_;  // the most any cfg_type needs (full)
+  x_ = Tensor::host(Shape{unet_rows, lh_, lw_, lc_}, DType::F32);
+  eps_ = Tensor::host(Shape{unet_rows, lh_, lw_, lc_}, DType::F32);
+  x0_ = Tensor::host(lat, DType::F32);
+  out_latent_ = Tensor::host(Shape{f_, lh_, lw_, lc_}, DType::F32);
+  noise_tmp_ = Tensor::host(lat, DType::F32);
+  frame_in_ = Tensor::host(Shape{f_, s_.height, s_.width, 3}, DType::F32);
+  prev_output_ = Tensor();
+  skipped_ = 0;
+  t_scratch_.reserve(size_t(unet_rows));
+  draw_scratch_.reserve(size_t(rows_ * row_elems_));
+  xin_scratch_.reserve(size_t(f_ * row_elems_));
+  ssf_.set_threshold(s_.similar_image_filter_threshold);
+  ssf_.set_max_skip_frame(s_.similar_image_filter_max_skip_frame);
+  ssf_.reset(frame_in_.numel());
+  build_kv();
+  plan_arena();
+  prepared_ = true;
+}
+
+void Stream::plan_arena() {
+  Arena& arena = be_.arena();
+  be_.synchronize();
+  arena.reset_stats();
+  {
+    Tensor img = be_.alloc(Shape{f_, s_.height, s_.width, 3});
+    be_.copy_from_host(frame_in_, img);
+    Tensor z = vae_.encode(img);
+    Tensor x = be_.alloc(Shape{kv_.batch, lh_, lw_, lc_});
+    be_.copy_from_host(Tensor::wrap(x.shape(), DType::F32, x_.data()), x);
+    std::vector<float> t(size_t(kv_.batch), 500.f);
+    Tensor eps = unet_.forward(x, t, kv_);
+    Tensor y = vae_.decode(eps.slice0(0, f_));
+    be_.synchronize();
+  }
+  arena.reserve(arena.peak());
+}
+
+void Stream::update_prompt(const std::string& prompt) {
+  check_prepared("update_prompt");
+  SD_CHECK(text_ != nullptr, "stream: update_prompt needs a text encoder");
+  update_embeddings(text_->encode(prompt));
+}
+
+void Stream::update_embeddings(const Tensor& cond) {
+  check_prepared("update_embeddings");
+  SD_CHECK(cond.shape() == cond_.shape(), "stream: new prompt embedding ", cond.shape().str(),
+           " must match ", cond_.shape().str());
+  cond_ = cond.to_host_dtype(DType::F32);
+  build_kv();
+}
+
+void Stream::update_t_index_list(const std::vector<int>& t_index_list) {
+  SD_CHECK(t_index_list.size() == s_.t_index_list.size(), "stream: update_t_index_list got ",
+           t_index_list.size(), " indices, the stream was configured with ", s_.t_index_list.size(),
+           " (changing the length needs a new prepare)");
+  slots_ = scheduler_.slots(s_.num_inference_steps, t_index_list);
+  s_.t_index_list = t_index_list;
+  build_row_constants();
+}
+
+void Stream::set_seed(uint64_t seed) {
+  s_.seed = seed;
+  if (!prepared_) return;
+  gen_.manual_seed(seed);
+  std::vector<float> scratch;
+  draw_nhwc(gen_, scratch, init_noise_.data_as<float>(), rows_, lh_, lw_, lc_);
+}
+
+void Stream::set_init_noise(const Tensor& noise) {
+  check_prepared("set_init_noise");
+  SD_CHECK(noise.shape() == init_noise_.shape() && noise.dtype() == DType::F32,
+           "stream: init noise ", noise.shape().str(), " must be f32 ", init_noise_.shape().str());
+  std::memcpy(init_noise_.data(), noise.data(), init_noise_.nbytes());
+}
+
+void Stream::guided_eps(const float* x, int64_t rows, const std::vector<float>& t_rows,
+                        const UNetKVCache& kv) {
+  const int64_t E = row_elems_;
+  const bool full = guidance_ && s_.cfg_type == CfgType::Full;
+  const bool init = guidance_ && s_.cfg_type == CfgType::Initialize;
+  const int64_t extra = full ? rows : init ? f_ : 0;
+  const int64_t total = extra + rows;
+  SD_CHECK(kv.batch == total, "stream: internal: K/V cache for ", kv.batch, " rows, pass has ",
+           total);
+  float* in = x_.data_as<float>();
+  std::vector<float>& t = t_scratch_;
+  t.assign(size_t(total), 0.f);
+  if (extra > 0) {
+    std::memcpy(in, x, size_t(extra * E) * sizeof(float));
+    std::copy(t_rows.begin(), t_rows.begin() + extra, t.begin());
+  }
+  std::memcpy(in + extra * E, x, size_t(rows * E) * sizeof(float));
+  std::copy(t_rows.begin(), t_rows.begin() + rows, t.begin() + extra);
+  {
+    Tensor dev = be_.alloc(Shape{total, lh_, lw_, lc_});
+    be_.copy_from_host(Tensor::wrap(dev.shape(), DType::F32, in), dev);
+    Tensor out = unet_.forward(dev, t, kv);
+    be_.copy_to_host(out, Tensor::wrap(out.shape(), DType::F32, eps_.data()));
+    be_.synchronize();
+  }
+  float* out = eps_.data_as<float>();
+  float* s = stock_.data_as<float>();
+  if (init) std::memcpy(s, out, size_t(f_ * E) * sizeof(float));  // S[0:f] ← uncond rows
+  float* eps_c = out + extra * E;
+  if (guidance_) {
+    const float g = s_.guidance_scale;
+    for (int64_t i = 0; i < rows * E; ++i) {
+      const float u = full ? out[i] : s[i] * s_.delta;
+      const float diff = eps_c[i] - u;
+      const float scaled = g * diff;
+      eps_c[i] = u + scaled;
+    }
+  }
+  // ε now lives in eps_ rows [extra, extra + rows); move it to the front.
+  if (extra > 0) std::memmove(out, eps_c, size_t(rows * E) * sizeof(float));
+}
+
+void Stream::denoise_batched(const float* x_in) {
+  const int64_t E = row_elems_, B = rows_;
+  float* X = noise_tmp_.data_as<float>();  // the batch [x_in; buffer]
+  std::memcpy(X, x_in, size_t(f_ * E) * sizeof(float));
+  if (n_ > 1) std::memcpy(X + f_ * E, buffer_.data(), size_t((B - f_) * E) * sizeof(float));
+  const float* N = init_noise_.data_as<float>();
+  float* S = stock_.data_as<float>();
+  if (n_ > 1) {
+    std::memmove(S + f_ * E, S, size_t((B - f_) * E) * sizeof(float));
+    for (int64_t r = 0; r < f_; ++r) std::memcpy(S + r * E, N, size_t(E) * sizeof(float));
+  }
+  guided_eps(X, B, t_rows_, kv_);
+  const float* eps = eps_.data_as<float>();
+  float* x0 = x0_.data_as<float>();
+  const bool rcfg = s_.cfg_type == CfgType::Self || s_.cfg_type == CfgType::Initialize;
+  for (int64_t r = 0; r < B; ++r) {
+    const float a = a_[size_t(r)], b = b_[size_t(r)];
+    const float co = cout_[size_t(r)], cs = cskip_[size_t(r)];
+    const float an = a_next_[size_t(r)], bn = b_next_[size_t(r)];
+    const float* Nn = N + ((r + f_) % B) * E;
+    for (int64_t i = r * E; i < (r + 1) * E; ++i) {
+      const float be = b * eps[i];
+      const float F = (X[i] - be) / a;
+      x0[i] = co * F + cs * X[i];
+      if (rcfg) {
+        const float scaled = b * S[i];
+        const float Fd = (scaled - be) / a;
+        float delta_x = co * Fd + cs * scaled;
+        delta_x = an * delta_x;
+        delta_x = delta_x / bn;
+        S[i] = Nn[i - r * E] + delta_x;
+      }
+    }
+  }
+  std::memcpy(out_latent_.data(), x0 + (B - f_) * E, size_t(f_ * E) * sizeof(float));
+  if (n_ > 1) {
+    float* buf = buffer_.data_as<float>();
+    for (int64_t r = 0; r < B - f_; ++r) {
+      const float an = a_[size_t(r + f_)], bn = b_[size_t(r + f_)];
+      for (int64_t i = r * E; i < (r + 1) * E; ++i) {
+        const float sig = an * x0[i];
+        buf[i] = s_.do_add_noise ? sig + bn * N[i + f_ * E] : sig;
+      }
+    }
+  }
+}
+
+void Stream::denoise_sequential(const float* x_in) {
+  const int64_t E = row_elems_, R = f_;
+  float* x = noise_tmp_.data_as<float>();
+  std::memcpy(x, x_in, size_t(R * E) * sizeof(float));
+  float* x0 = x0_.data_as<float>();
+  std::vector<float> t;
+  for (int64_t idx = 0; idx < n_; ++idx) {
+    const SlotConstants& c = slots_[size_t(idx)];
+    t.assign(size_t(R), float(c.timestep));
+    guided_eps(x, R, t, kv_);
+    const float* eps = eps_.data_as<float>();
+    for (int64_t i = 0; i < R * E; ++i) {
+      const float F = (x[i] - c.beta_sqrt * eps[i]) / c.alpha_sqrt;
+      x0[i] = c.c_out * F + c.c_skip * x[i];
+    }
+    if (idx + 1 < n_) {
+      const SlotConstants& nx = slots_[size_t(idx + 1)];
+      if (s_.do_add_noise) {
+        float* noise = x_.data_as<float>();  // free until the next UNet pass
+        draw_nhwc(gen_, draw_scratch_, noise, R, lh_, lw_, lc_);
+        for (int64_t i = 0; i < R * E; ++i) x[i] = nx.alpha_sqrt * x0[i] + nx.beta_sqrt * noise[i];
+      } else {
+        for (int64_t i = 0; i < R * E; ++i) x[i] = nx.alpha_sqrt * x0[i];
+      }
+    }
+  }
+  std::memcpy(out_latent_.data(), x0, size_t(R * E) * sizeof(float));
+}
+
+void Stream::denoise(float* x_in) {
+  if (s_.use_denoising_batch)
+    denoise_batched(x_in);
+  else
+    denoise_sequential(x_in);
+}
+
+Tensor Stream::decode_output() {
+  const int64_t E = row_elems_;
+  float* z = x_.data_as<float>();
+  const float* x0 = out_latent_.data_as<float>();
+  const float sf = vae_.scaling_factor();
+  for (int64_t i = 0; i < f_ * E; ++i) z[i] = x0[i] / sf;
+  Tensor image = Tensor::host(Shape{f_, s_.height, s_.width, 3}, DType::F32);
+  {
+    Tensor dev = be_.alloc(Shape{f_, lh_, lw_, lc_});
+    be_.copy_from_host(Tensor::wrap(dev.shape(), DType::F32, z), dev);
+    Tensor y = vae_.decode(dev);
+    be_.copy_to_host(y, image);
+    be_.synchronize();
+  }
+  float* p = image.data_as<float>();
+  for (int64_t i = 0; i < image.numel(); ++i) {
+    const float v = p[i] / 2.f + 0.5f;
+    p[i] = std::clamp(v, 0.f, 1.f);
+  }
+  prev_output_ = image;
+  return image;
+}
+
+Tensor Stream::img2img(const std::vector<Image>& frames) {
+  check_prepared("img2img");
+  SD_CHECK(int64_t(frames.size()) == f_, "stream: img2img got ", frames.size(),
+           " frames, frame_buffer_size is ", f_);
+  float* dst = frame_in_.data_as<float>();
+  for (const Image& im : frames) {
+    SD_CHECK(im.width == s_.width && im.height == s_.height &&
+                 im.rgb.size() == size_t(im.width) * im.height * 3,
+             "stream: frame of ", im.width, "x", im.height, ", the stream is ", s_.width, "x",
+             s_.height, " (resize frames first, e.g. with resize_cover)");
+    for (uint8_t v : im.rgb) {
+      const float u = float(v) / 255.f;
+      *dst++ = 2.f * u - 1.f;
+    }
+  }
+  return img2img_tensor(frame_in_);
+}
+
+Tensor Stream::img2img_tensor(const Tensor& images) {
+  check_prepared("img2img");
+  SD_CHECK(images.shape() == frame_in_.shape() && images.dtype() == DType::F32 &&
+               images.device() == Device::CPU,
+           "stream: img2img images ", images.shape().str(), " must be host f32 ",
+           frame_in_.shape().str());
+  if (s_.similar_image_filter && ssf_.should_skip(images.data_as<float>(), images.numel()) &&
+      prev_output_.numel() > 0) {
+    ++skipped_;
+    return prev_output_;
+  }
+  const int64_t E = row_elems_;
+  float* z = x0_.data_as<float>();  // f rows, free until the UNet step
+  {
+    Tensor dev = be_.alloc(images.shape());
+    be_.copy_from_host(images, dev);
+    Tensor lat = vae_.encode(dev);
+    SD_CHECK(lat.shape() == (Shape{f_, lh_, lw_, lc_}), "stream: the VAE encoded ",
+             images.shape().str(), " to ", lat.shape().str());
+    be_.copy_to_host(lat, Tensor::wrap(lat.shape(), DType::F32, z));
+    be_.synchronize();
+  }
+  const float sf = vae_.scaling_factor();
+  const float a = slots_[0].alpha_sqrt, b = slots_[0].beta_sqrt;
+  const float* N = init_noise_.data_as<float>();
+  for (int64_t r = 0; r < f_; ++r)
+    for (int64_t i = 0; i < E; ++i) {
+      const float lat = z[r * E + i] * sf;
+      z[r * E + i] = a * lat + b * N[i];
+    }
+  std::vector<float>& xin = xin_scratch_;
+  xin.assign(z, z + f_ * E);
+  denoise(xin.data());
+  return decode_output();
+}
+
+Tensor Stream::txt2img() {
+  check_prepared("txt2img");
+  std::vector<float>& xin = xin_scratch_;
+  xin.resize(size_t(f_ * row_elems_));
+  draw_nhwc(gen_, draw_scratch_, xin.data(), f_, lh_, lw_, lc_);
+  denoise(xin.data());
+  return decode_output();
+}
+
+}  // namespace sd
+
+namespace sd {
+
+Tensor Stream::txt2img_sd_turbo() {
+  check_prepared("txt2img_sd_turbo");
+  SD_CHECK(n_ == 1 && !guidance_, "stream: txt2img_sd_turbo needs one t_index (got ", n_,
+           ") and no guidance (cfg_type none or guidance_scale <= 1)");
+  const int64_t E = row_elems_;
+  std::vector<float>& x = xin_scratch_;
+  x.resize(size_t(f_ * E));
+  draw_nhwc(gen_, draw_scratch_, x.data(), f_, lh_, lw_, lc_);
+  guided_eps(x.data(), f_, t_rows_, kv_);
+  const float* eps = eps_.data_as<float>();
+  float* out = out_latent_.data_as<float>();
+  const float a = slots_[0].alpha_sqrt, b = slots_[0].beta_sqrt;
+  for (int64_t i = 0; i < f_ * E; ++i) {
+    const float be = b * eps[i];
+    out[i] = (x[size_t(i)] - be) / a;
+  }
+  return decode_output();
+}
+
+}  // namespace sd

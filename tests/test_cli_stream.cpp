@@ -1,0 +1,199 @@
+// `streamdiff img2img` / `txt2img` run as a user would, on a tiny diffusers-layout model folder
+// assembled in a temp dir from the committed fixtures: the tiny SD 1.x-like UNet
+// (fixtures/stream/unet), the sd15 tokenizer, and a text encoder with the same hash-random
+// weights tests/test_stream.cpp uses (ClipTextModel::hash_param written to a safetensors file,
+// config from fixtures/stream/prompt_embeds.safetensors), so no text encoder is committed. VAE:
+// TAESD (--taesd fixtures/taesd/tiny) or the tiny AutoencoderKL (fixtures/vae/tiny/vae).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "io/image.h"
+#include "io/safetensors.h"
+#include "models/clip_text.h"
+
+namespace sd {
+namespace {
+
+namespace fs = std::filesystem;
+
+const fs::path kFixtures(SD_FIXTURE_DIR);
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+struct RunResult {
+  int code = -1;
+  std::string output;
+};
+
+RunResult run_cli(const std::string& args) {
+  const std::string cmd = quote(SD_CLI_PATH) + " " + args + " 2>&1";
+  RunResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// The hash-random text encoder of the stream fixtures as a diffusers text_encoder/ folder.
+void write_text_encoder(const fs::path& dir) {
+  fs::create_directories(dir);
+  auto meta = SafetensorsFile::open((kFixtures / "stream" / "prompt_embeds.safetensors").string())
+                  ->metadata();
+  nlohmann::json cfg = nlohmann::json::parse(meta.at("text_config"));
+  cfg["architectures"] = {"CLIPTextModel"};
+  cfg["model_type"] = "clip_text_model";
+  std::ofstream(dir / "config.json") << cfg.dump(2);
+  const int64_t w = cfg["hidden_size"], inter = cfg["intermediate_size"];
+  const int64_t vocab = cfg["vocab_size"], pos = cfg["max_position_embeddings"];
+  std::map<std::string, Tensor> t;
+  auto add = [&](const std::string& name, Shape shape) {
+    t[name] = ClipTextModel::hash_param(name, shape);
+  };
+  add("text_model.embeddings.token_embedding.weight", {vocab, w});
+  add("text_model.embeddings.position_embedding.weight", {pos, w});
+  for (int i = 0; i < int(cfg["num_hidden_layers"]); ++i) {
+    const std::string l = "text_model.encoder.layers." + std::to_string(i) + ".";
+    for (const char* n : {"layer_norm1", "layer_norm2"}) {
+      add(l + n + ".weight", {w});
+      add(l + n + ".bias", {w});
+    }
+    for (const char* n : {"q_proj", "k_proj", "v_proj", "out_proj"}) {
+      add(l + "self_attn." + n + ".weight", {w, w});
+      add(l + "self_attn." + n + ".bias", {w});
+    }
+    add(l + "mlp.fc1.weight", {inter, w});
+    add(l + "mlp.fc1.bias", {inter});
+    add(l + "mlp.fc2.weight", {w, inter});
+    add(l + "mlp.fc2.bias", {w});
+  }
+  add("text_model.final_layer_norm.weight", {w});
+  add("text_model.final_layer_norm.bias", {w});
+  write_safetensors((dir / "model.safetensors").string(), t);
+}
+
+class CliStream : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = fs::temp_directory_path() / ("sd_cli_stream_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+    const fs::path model = root_ / "model";
+    fs::create_directories(model);
+    fs::copy(kFixtures / "stream" / "unet", model / "unet");
+    fs::copy(kFixtures / "tokenizer" / "sd15", model / "tokenizer");
+    fs::copy(kFixtures / "vae" / "tiny" / "vae", model / "vae");
+    write_text_encoder(model / "text_encoder");
+    // Inputs: two 64x64 frames and a 192x128 image (resized to cover 64x64).
+    const fs::path in = root_ / "in";
+    fs::create_directories(in);
+    fs::copy(kFixtures / "stream" / "frames" / "frame_00.png", in / "a.png");
+    fs::copy(kFixtures / "stream" / "frames" / "frame_01.png", in / "b.png");
+    fs::copy(kFixtures / "taesd" / "input_128x192.png", in / "c.png");
+    std::ofstream(in / "notes.txt") << "not an image";
+  }
+  static void TearDownTestSuite() { fs::remove_all(root_); }
+
+  static std::string model() { return quote((root_ / "model").string()); }
+  static std::string taesd() { return quote((kFixtures / "taesd" / "tiny").string()); }
+  static std::string path(const std::string& name) { return (root_ / name).string(); }
+  static std::string common() {
+    return "--model " + model() + " --prompt 'a cat' --dtype f32 ";  // steps 50, t-index 32,45
+  }
+
+  static fs::path root_;
+};
+
+fs::path CliStream::root_;
+
+TEST_F(CliStream, Img2imgFolderWithTaesdWritesEveryFrame) {
+  const RunResult r =
+      run_cli("img2img " + common() + "--taesd " + taesd() + " --input " + quote(path("in")) +
+              " --output " + quote(path("out")) + " --width 64 --height 64 --cfg self");
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* name : {"a.png", "b.png", "c.png"}) {
+    const fs::path p = root_ / "out" / name;
+    ASSERT_TRUE(fs::exists(p)) << p << "\n" << r.output;
+    const Image img = read_image(p.string());
+    EXPECT_EQ(img.width, 64);
+    EXPECT_EQ(img.height, 64);
+    const auto [lo, hi] = std::minmax_element(img.rgb.begin(), img.rgb.end());
+    EXPECT_GT(int(*hi) - int(*lo), 10) << name << ": a flat image";
+  }
+  EXPECT_FALSE(fs::exists(root_ / "out" / "notes.txt"));
+  EXPECT_NE(r.output.find("frames 3, skipped 0, dropped 0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("p99"), std::string::npos) << r.output;
+}
+
+TEST_F(CliStream, Img2imgSingleImageWithAutoencoderKLAndFilter) {
+  const std::string out = path("single.jpg");
+  const RunResult r = run_cli("img2img " + common() + "--input " + quote(path("in/c.png")) +
+                              " --output " + quote(out) +
+                              " --width 48 --height 32 --cfg full --guidance 1.5 "
+                              "--negative blurry --ssf-threshold 0.98");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const Image img = read_image(out);
+  EXPECT_EQ(img.width, 48);
+  EXPECT_EQ(img.height, 32);
+  EXPECT_NE(r.output.find("AutoencoderKL"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("frames 1,"), std::string::npos) << r.output;
+}
+
+TEST_F(CliStream, Txt2imgWritesTheRequestedFrames) {
+  RunResult r = run_cli("txt2img " + common() + "--taesd " + taesd() + " --output " +
+                        quote(path("t2i/out.png")) + " --width 64 --height 32 --frames 2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* name : {"out_000.png", "out_001.png"}) {
+    const Image img = read_image((root_ / "t2i" / name).string());
+    EXPECT_EQ(img.width, 64);
+    EXPECT_EQ(img.height, 32);
+  }
+  r = run_cli("txt2img " + common() + "--output " + quote(path("one.png")) +
+              " --width 32 --height 32 --cfg none");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(read_image(path("one.png")).width, 32);
+}
+
+TEST_F(CliStream, BadSettingsFailWithAMessage) {
+  const std::string io = "--taesd " + taesd() + " --input " + quote(path("in/a.png")) +
+                         " --output " + quote(path("bad.png")) + " ";
+  struct Case {
+    std::string args, message;
+  };
+  for (const Case& c : {
+           Case{"--width 60 --height 64", "multiples of 8"},
+           Case{"--width 64 --height 64 --steps 40", "--t-index 45"},
+           Case{"--width 64 --height 64 --cfg half", "half"},
+           Case{"--width 64 --height 64 --ssf-threshold 1.5", "--ssf-threshold"},
+       }) {
+    const RunResult r = run_cli("img2img " + common() + io + c.args);
+    EXPECT_NE(r.code, 0) << c.args << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.message), std::string::npos) << c.args << "\n" << r.output;
+  }
+  EXPECT_FALSE(fs::exists(path("bad.png")));
+  RunResult r = run_cli("img2img --model " + quote(path("nowhere")) +
+                        " --prompt x --input a.png --output b.png");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("nowhere"), std::string::npos) << r.output;
+  r = run_cli("txt2img " + common() + "--output " + quote(path("x.png")) + " --frames 0");
+  EXPECT_EQ(r.code, 1) << r.output;
+}
+
+}  // namespace
+}  // namespace sd
