@@ -1,6 +1,6 @@
 // The UNet with the full-size SD 1.5 architecture on deterministic hash-random weights
-// (core/hash_random.h), one batch row, f32 (and bf16 where the CPU runs it natively), at 256x256
-// and 512x512 images (32x32 and 64x64 latents), with the cross-attention K/V and the time
+// (models/unet_hash_weights.h), one batch row, f32 (and bf16 where the CPU runs it natively), at
+// 256x256 and 512x512 images (32x32 and 64x64 latents), with the cross-attention K/V and the time
 // embedding precomputed (the per-frame path) and, at 256x256, also without. The arena is planned
 // before timing (one untimed pass, then reserve(peak())). GFLOP per row from docs (DESIGN-NOTES):
 // 181 at 256², 804 at 512². Set SD_BENCH_UNET_SIZES=256 to skip 512x512.
@@ -14,46 +14,13 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
 #include "bench.h"
-#include "core/hash_random.h"
+#include "models/ldm_checkpoint.h"
 #include "models/unet.h"
+#include "models/unet_hash_weights.h"
 
 namespace {
 
 using namespace sd;
-
-// Random weights by name: matrices and conv kernels uniform with variance 1 / fan_in, norm
-// scales 1 ± 0.1, biases and norm shifts ± 0.05 (values only need to keep activations finite).
-class HashUNetWeights : public UNetWeightSource {
- public:
-  Tensor get(const std::string& name, const Shape& expect) override {
-    Tensor t = Tensor::host(expect, DType::F32);
-    float scale = 0.05f, offset = 0.f;
-    const bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
-    if (expect.rank >= 2) {
-      const int64_t fan_in = expect.numel() / expect[0];
-      scale = std::sqrt(3.f / float(fan_in));
-    } else if (is_weight) {  // a norm's gamma
-      scale = 0.1f;
-      offset = 1.f;
-    }
-    hash_uniform(name, scale, offset, t.data_as<float>(), size_t(t.numel()));
-    params_ += t.numel();
-    return t;
-  }
-  std::string describe() const override { return "hash-random SD 1.5 UNet weights"; }
-  int64_t params() const { return params_; }
-
- private:
-  int64_t params_ = 0;
-};
-
-UNetConfig sd15_config() {
-  UNetConfig c;  // the defaults are SD 1.x's block layout
-  c.cross_attention_dim = 768;
-  c.num_heads = {8, 8, 8, 8};
-  c.use_linear_projection = false;
-  return c;
-}
 
 Tensor persistent_input(Backend& b, const Shape& shape, float freq) {
   Tensor h = Tensor::host(shape, DType::F32);
@@ -76,9 +43,9 @@ SD_BENCH("unet") {
     BackendOptions opts;
     opts.dtype = dtype;
     auto backend = make_backend(opts);
-    HashUNetWeights weights;
+    HashUNetWeights weights("hash-random SD 1.5 UNet weights");
     auto t0 = std::chrono::steady_clock::now();
-    auto model = UNet::create(sd15_config(), weights, *backend);
+    auto model = UNet::create(sd15_unet_config(), weights, *backend);
     double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("backend: %s\nSD 1.5 UNet: %.1f M parameters, built in %.1f s\n",
                 backend->description().c_str(), double(weights.params()) * 1e-6, load_s);

@@ -16,9 +16,14 @@
 #include "backend/cpu/cpu_backend.h"
 #include "io/safetensors.h"
 #include "models/autoencoder_kl.h"
+#include "test_support.h"
 
 namespace sd {
 namespace {
+
+using test::cpu_backend;
+using test::error_of;
+using test::rel_error;
 
 namespace fs = std::filesystem;
 
@@ -27,41 +32,10 @@ const std::string kVae = kModel + "/vae";
 const std::string kWeights = kVae + "/diffusion_pytorch_model.fp16.safetensors";
 constexpr float kScale = 0.13025f;  // the fixture config's scaling_factor
 
-std::unique_ptr<Backend> cpu_backend(const std::string& dtype) {
-  BackendOptions o;
-  o.device = "cpu";
-  o.dtype = dtype;
-  return make_backend(o);
-}
-
-// ‖a − b‖ / ‖b‖ over f32 host tensors of equal shape.
-double rel_error(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.shape(), b.shape());
-  if (a.shape() != b.shape()) return INFINITY;
-  const float* pa = a.data_as<float>();
-  const float* pb = b.data_as<float>();
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    num += (double(pa[i]) - pb[i]) * (double(pa[i]) - pb[i]);
-    den += double(pb[i]) * pb[i];
-  }
-  return std::sqrt(num / den);
-}
-
 Tensor scaled(const Tensor& t, float s) {
   Tensor out = Tensor::host(t.shape(), DType::F32);
   for (int64_t i = 0; i < t.numel(); ++i) out.data_as<float>()[i] = s * t.data_as<float>()[i];
   return out;
-}
-
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no sd::Error thrown)";
 }
 
 // ---- against the reference -------------------------------------------------------------------

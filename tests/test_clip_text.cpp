@@ -21,35 +21,21 @@
 #include "io/safetensors.h"
 #include "models/clip_text.h"
 #include "models/prompt_encoder.h"
+#include "test_support.h"
 #include "text/clip_tokenizer.h"
 
 namespace sd {
 namespace {
+
+using test::cpu_backend;
+using test::error_of;
+using test::rel_error;
 
 namespace fs = std::filesystem;
 
 const fs::path kFixtures = fs::path(SD_FIXTURE_DIR) / "clip_text";
 const fs::path kTinyFolder = kFixtures / "tiny" / "text_encoder";
 const char* const kOutputs[] = {"last_hidden_state", "clip_skip_1", "clip_skip_2"};
-
-std::unique_ptr<Backend> cpu_backend(const char* dtype) {
-  BackendOptions o;
-  o.dtype = dtype;
-  return make_backend(o);
-}
-
-double rel_error(const Tensor& got, const Tensor& want) {
-  EXPECT_EQ(got.shape(), want.shape());
-  if (got.shape() != want.shape()) return INFINITY;
-  const float* a = got.data_as<float>();
-  const float* b = want.data_as<float>();
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < got.numel(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
-}
 
 bool bit_equal(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;

@@ -21,9 +21,14 @@
 #include "models/clip_text.h"
 #include "models/ldm_checkpoint.h"
 #include "models/unet.h"
+#include "test_support.h"
 
 namespace sd {
 namespace {
+
+using test::cpu_backend;
+using test::error_of;
+using test::rel_error;
 
 namespace fs = std::filesystem;
 
@@ -41,16 +46,6 @@ std::unique_ptr<Backend> cpu_f32() {
   o.device = "cpu";
   o.dtype = "f32";
   return make_backend(o);
-}
-
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no sd::Error thrown)";
 }
 
 bool bit_equal(const Tensor& a, const Tensor& b) {

@@ -16,34 +16,18 @@
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "models/taesd.h"
+#include "test_support.h"
 
 namespace sd {
 namespace {
 
+using test::cpu_backend;
+using test::error_of;
+using test::rel_error;
+
 namespace fs = std::filesystem;
 
 const std::string kDir = std::string(SD_FIXTURE_DIR) + "/taesd";
-
-std::unique_ptr<Backend> cpu_backend(const std::string& dtype) {
-  BackendOptions o;
-  o.device = "cpu";
-  o.dtype = dtype;
-  return make_backend(o);
-}
-
-// ‖a − b‖ / ‖b‖ over f32 host tensors of equal shape.
-double rel_error(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.shape(), b.shape());
-  if (a.shape() != b.shape()) return INFINITY;
-  const float* pa = a.data_as<float>();
-  const float* pb = b.data_as<float>();
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    num += (double(pa[i]) - pb[i]) * (double(pa[i]) - pb[i]);
-    den += double(pb[i]) * pb[i];
-  }
-  return std::sqrt(num / den);
-}
 
 // Rows and columns 0, s, 2s, ... of an NHWC image (the fixture stores 512x512 images that way).
 Tensor subsample(const Tensor& img, int s) {
@@ -58,16 +42,6 @@ Tensor subsample(const Tensor& img, int s) {
         for (int64_t k = 0; k < c; ++k)
           dst[((b * ho + y) * wo + x) * c + k] = src[((b * h + y * s) * w + x * s) * c + k];
   return out;
-}
-
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no sd::Error thrown)";
 }
 
 // ---- against the reference -------------------------------------------------------------------

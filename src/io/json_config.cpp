@@ -19,13 +19,15 @@ JsonConfig JsonConfig::load(const std::string& path, const std::string& what) {
   return c;
 }
 
-void JsonConfig::read(const char* key, int* out) const {
-  if (!has(key)) return;
-  const Json& v = j_[key];
+int JsonConfig::to_int(const Json& v, const char* key) const {
   bool integral =
       v.is_number_integer() || (v.is_number_float() && v.get<double>() == int(v.get<double>()));
   SD_CHECK(integral, path_, ": '", key, "' must be an integer, got ", v.dump());
-  *out = int(v.get<double>());
+  return int(v.get<double>());
+}
+
+void JsonConfig::read(const char* key, int* out) const {
+  if (has(key)) *out = to_int(j_[key], key);
 }
 
 void JsonConfig::read(const char* key, float* out) const {
@@ -82,6 +84,22 @@ void JsonConfig::expect_one_of(const char* key, std::initializer_list<const char
     list += std::string(list.empty() ? "\"" : ", \"") + a + "\"";
   }
   SD_CHECK(ok, path_, ": '", key, "' is ", v.dump(), "; supported: ", list);
+}
+
+void JsonConfig::expect_null(const char* key, const char* what) const {
+  SD_CHECK(!has(key), path_, ": '", key, "' is ", j_[key].dump(), "; ", what,
+           " is not supported (only null)");
+}
+
+void JsonConfig::expect_false(const char* key) const {
+  if (!has(key)) return;
+  const Json& v = j_[key];
+  bool ok = v.is_boolean() && !v.get<bool>();
+  if (v.is_array()) {
+    ok = true;
+    for (const Json& e : v) ok = ok && e.is_boolean() && !e.get<bool>();
+  }
+  SD_CHECK(ok, path_, ": '", key, "' is ", v.dump(), "; only false is supported");
 }
 
 void JsonConfig::expect_class(const char* name) const {

@@ -27,8 +27,15 @@ class JsonConfig {
   void read(const char* key, std::vector<int>* out) const;  // non-empty integer array
   void read(const char* key, std::vector<std::string>* out) const;
 
+  // An integer value found under `key` (also 3.0), for keys with several accepted forms.
+  int to_int(const nlohmann::json& v, const char* key) const;
+
   // The key, if present, must be one of `allowed` (strings).
   void expect_one_of(const char* key, std::initializer_list<const char*> allowed) const;
+  // Options left at diffusers' default: absent or null (`what` names the feature), or false
+  // (also a list of falses).
+  void expect_null(const char* key, const char* what) const;
+  void expect_false(const char* key) const;
   // "_class_name" (diffusers), if present, must be `name`.
   void expect_class(const char* name) const;
 

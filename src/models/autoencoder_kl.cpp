@@ -6,6 +6,7 @@
 #include <set>
 
 #include "io/json_config.h"
+#include "io/model_files.h"
 #include "io/safetensors.h"
 #include "models/unet.h"
 #include "models/unet_blocks.h"
@@ -151,27 +152,6 @@ AutoencoderKL::~AutoencoderKL() = default;
 
 namespace {
 
-bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
-}
-
-// The weights file of a diffusers vae/ folder.
-std::string weights_file(const fs::path& dir) {
-  for (const char* name :
-       {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"}) {
-    if (is_file(dir / name)) return (dir / name).string();
-  }
-  SD_CHECK(!is_file(dir / "diffusion_pytorch_model.bin") &&
-               !is_file(dir / "diffusion_pytorch_model.fp16.bin"),
-           "VAE folder '", dir.string(),
-           "' holds PyTorch pickle weights (.bin), which are not loaded; convert them to "
-           ".safetensors (e.g. diffusers' save_pretrained(safe_serialization=True))");
-  fail("VAE folder '", dir.string(),
-       "' has a config.json but neither diffusion_pytorch_model.safetensors nor "
-       "diffusion_pytorch_model.fp16.safetensors");
-}
-
 MidBlock load_mid(UNetWeightReader& r, const std::string& prefix, int64_t ch, int groups,
                   bool attention) {
   MidBlock m;
@@ -253,11 +233,11 @@ std::unique_ptr<AutoencoderKL> AutoencoderKL::load(const std::string& path, Back
   SD_CHECK(fs::is_directory(path, ec), "VAE model '", path,
            "' is not a folder (expected a diffusers vae/ folder with config.json)");
   fs::path dir(path);
-  if (!is_file(dir / "config.json") && is_file(dir / "vae" / "config.json")) dir /= "vae";
+  dir = component_dir(dir, "vae");
   SD_CHECK(is_file(dir / "config.json"), "VAE folder '", path,
            "' has no config.json (nor a vae/ subfolder with one)");
   AutoencoderKLConfig config = AutoencoderKLConfig::from_json_file((dir / "config.json").string());
-  VaeFileWeights weights(weights_file(dir));
+  VaeFileWeights weights(find_component_weights(dir, "diffusion_pytorch_model", "VAE folder"));
   return create(config, weights, backend);
 }
 

@@ -7,6 +7,7 @@
 
 #include "core/hash_random.h"
 #include "io/json_config.h"
+#include "io/model_files.h"
 #include "io/safetensors.h"
 
 namespace sd {
@@ -302,13 +303,9 @@ std::unique_ptr<ClipTextModel> ClipTextModel::load(const std::string& path, Back
     const fs::path dir = find_text_encoder_folder(p);
     ClipTextConfig c =
         config ? *config : ClipTextConfig::from_json_file((dir / "config.json").string());
-    fs::path weights = dir / "model.safetensors";
-    if (!fs::exists(weights)) weights = dir / "model.fp16.safetensors";
-    SD_CHECK(fs::exists(weights), "'", dir.string(),
-             "' has neither model.safetensors nor model.fp16.safetensors",
-             fs::exists(dir / "pytorch_model.bin") ? " (pytorch_model.bin is not supported)" : "");
-    std::shared_ptr<SafetensorsFile> file = SafetensorsFile::open(weights.string());
-    return from_params(c, transformers_source(file, "", true), backend, weights.string());
+    const std::string weights = find_component_weights(dir, "model", "text encoder folder");
+    std::shared_ptr<SafetensorsFile> file = SafetensorsFile::open(weights);
+    return from_params(c, transformers_source(file, "", true), backend, weights);
   }
   SD_CHECK(p.extension() == ".safetensors", "'", path,
            "' is not a .safetensors file or a model folder (pickle checkpoints are not "

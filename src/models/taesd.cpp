@@ -5,6 +5,7 @@
 #include <set>
 
 #include "io/json_config.h"
+#include "io/model_files.h"
 #include "io/safetensors.h"
 
 namespace sd {
@@ -219,11 +220,6 @@ std::vector<Taesd::Layer> build_decoder(Backend& backend, const TaesdConfig& c,
   return layers;
 }
 
-bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
-}
-
 }  // namespace
 
 std::unique_ptr<Taesd> Taesd::load(const std::string& path, Backend& backend) {
@@ -235,11 +231,7 @@ std::unique_ptr<Taesd> Taesd::load(const std::string& path, Backend& backend) {
     fs::path dir(path);
     fs::path config = dir / "config.json";
     if (is_file(config)) {  // diffusers folder
-      fs::path weights = dir / "diffusion_pytorch_model.safetensors";
-      if (!is_file(weights)) weights = dir / "diffusion_pytorch_model.fp16.safetensors";
-      SD_CHECK(is_file(weights), "TAESD folder '", path,
-               "' has a config.json but neither diffusion_pytorch_model.safetensors nor "
-               "diffusion_pytorch_model.fp16.safetensors");
+      fs::path weights = find_component_weights(dir, "diffusion_pytorch_model", "TAESD folder");
       model.reset(new Taesd(backend, TaesdConfig::from_json_file(config.string())));
       TrackedFile file(weights.string());
       model->encoder_ = build_encoder(backend, model->config_, {&file, "encoder.layers.", 0});

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "io/model_files.h"
 #include "models/unet_blocks.h"
 
 namespace sd {
@@ -52,47 +53,19 @@ int UNet::num_transformer_layers() const {
   return int(blocks_->kv_layers.size());
 }
 
-namespace {
-
-bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
-}
-
-// The weights file of a diffusers component folder.
-std::string weights_file(const fs::path& dir) {
-  for (const char* name :
-       {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"}) {
-    if (is_file(dir / name)) return (dir / name).string();
-  }
-  SD_CHECK(!is_file(dir / "diffusion_pytorch_model.safetensors.index.json") &&
-               !is_file(dir / "diffusion_pytorch_model.fp16.safetensors.index.json"),
-           "UNet folder '", dir.string(),
-           "' holds sharded weights (an .index.json); sharded UNet files are not supported yet");
-  SD_CHECK(!is_file(dir / "diffusion_pytorch_model.bin") &&
-               !is_file(dir / "diffusion_pytorch_model.fp16.bin"),
-           "UNet folder '", dir.string(),
-           "' holds PyTorch pickle weights (.bin), which are not loaded; convert them to "
-           ".safetensors (e.g. diffusers' save_pretrained(safe_serialization=True))");
-  fail("UNet folder '", dir.string(),
-       "' has a config.json but neither diffusion_pytorch_model.safetensors nor "
-       "diffusion_pytorch_model.fp16.safetensors");
-}
-
-}  // namespace
-
 std::unique_ptr<UNet> UNet::load(const std::string& path, Backend& backend) {
   std::error_code ec;
   SD_CHECK(fs::exists(path, ec), "UNet model '", path, "' does not exist");
   SD_CHECK(fs::is_directory(path, ec), "UNet model '", path,
            "' is not a folder (expected a diffusers unet/ folder with config.json)");
   fs::path dir(path);
-  if (!is_file(dir / "config.json") && is_file(dir / "unet" / "config.json")) dir /= "unet";
+  dir = component_dir(dir, "unet");
   SD_CHECK(is_file(dir / "config.json"), "UNet folder '", path,
            "' has no config.json (nor a unet/ subfolder with one)");
 
   UNetConfig config = UNetConfig::from_json_file((dir / "config.json").string());
-  SafetensorsUNetWeights weights(weights_file(dir));
+  SafetensorsUNetWeights weights(
+      find_component_weights(dir, "diffusion_pytorch_model", "UNet folder"));
   return create(config, weights, backend);
 }
 
