@@ -168,6 +168,15 @@ TEST_F(CliStream, Txt2imgWritesTheRequestedFrames) {
               " --width 32 --height 32 --cfg none");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_EQ(read_image(path("one.png")).width, 32);
+  // One-step sd-turbo txt2img: one t-index, no guidance; with two t-indices it is refused.
+  r = run_cli("txt2img " + common() + "--output " + quote(path("turbo.png")) +
+              " --width 32 --height 32 --cfg none --t-index 0 --turbo");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(read_image(path("turbo.png")).height, 32);
+  r = run_cli("txt2img " + common() + "--output " + quote(path("turbo2.png")) +
+              " --width 32 --height 32 --cfg none --turbo");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("one t_index"), std::string::npos) << r.output;
 }
 
 TEST_F(CliStream, BadSettingsFailWithAMessage) {

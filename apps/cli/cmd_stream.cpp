@@ -49,6 +49,7 @@ struct StreamArgs {
   int ssf_max_skip = 10;
   bool ssf = false;
   int frames = 1;
+  bool turbo = false;  // txt2img: the original's one-step txt2img_sd_turbo
   BackendOptions backend;
 };
 
@@ -224,7 +225,7 @@ void run_txt2img(const StreamArgs& a) {
   std::vector<double> ms;
   for (int k = 0; k < a.frames; ++k) {
     const auto t0 = std::chrono::steady_clock::now();
-    const Tensor images = stream.txt2img();
+    const Tensor images = a.turbo ? stream.txt2img_sd_turbo() : stream.txt2img();
     ms.push_back(ms_since(t0));
     fs::path path = out;
     if (a.frames > 1) {
@@ -289,6 +290,9 @@ void register_stream(CLI::App& app) {
   t2i->add_option("--output", txt->output, "Output image (.png / .jpg)")->required();
   t2i->add_option("--frames", txt->frames, "Images to generate (_000, _001, ... when several)")
       ->capture_default_str();
+  t2i->add_flag("--turbo", txt->turbo,
+                "One-step sd-turbo txt2img (x0 = (x - b*eps) / a at the single t-index, no "
+                "LCM boundary condition), as the original's txt2img_sd_turbo");
   t2i->callback([txt] { run_txt2img(*txt); });
 }
 
