@@ -11,6 +11,7 @@
 
 #include "bench.h"
 #include "core/error.h"
+#include "core/machine.h"
 
 namespace sd::bench {
 
@@ -27,22 +28,20 @@ Stats time_it(const std::function<void()>& fn, int runs, int warmup) {
   return Stats{ms.front(), ms[ms.size() / 2], runs};
 }
 
-static std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
-}
-
 static const char* isa_name(dnnl::cpu_isa isa) {
   switch (isa) {
-    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
-    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core: return "avx512_core";
-    case dnnl::cpu_isa::avx2: return "avx2";
-    default: return "other";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    default:
+      return "other";
   }
 }
 
@@ -50,7 +49,7 @@ void print_machine() {
   char date[32];
   std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
-  std::printf("machine: %s, %u hardware threads, oneDNN ISA %s, %s\n", cpu_model().c_str(),
+  std::printf("machine: %s, %u hardware threads, oneDNN ISA %s, %s\n", cpu_model_name().c_str(),
               std::thread::hardware_concurrency(), isa_name(dnnl::get_effective_cpu_isa()), date);
 }
 

@@ -16,5 +16,6 @@ void register_tokenize(CLI::App& app);
 void register_encode_prompt(CLI::App& app);
 void register_info(CLI::App& app);
 void register_stream(CLI::App& app);  // img2img, txt2img
+void register_bench(CLI::App& app);
 
 }  // namespace sd::cli

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   sd::cli::register_encode_prompt(app);
   sd::cli::register_info(app);
   sd::cli::register_stream(app);
+  sd::cli::register_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

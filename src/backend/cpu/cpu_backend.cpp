@@ -35,9 +35,9 @@ DType choose_dtype(const std::string& requested) {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(DType compute, int threads) : Backend(compute) {
+  CpuBackend(DType compute, int threads) : Backend(compute), threads_(threads) {
     SD_CHECK(threads >= 0, "threads must be >= 0 (0 = all cores), got ", threads);
-    if (threads > 0) omp_set_num_threads(threads);
+    use_threads();
     init_arena(Device::CPU);
   }
 
@@ -90,6 +90,7 @@ class CpuBackend final : public Backend {
 
   Tensor conv2d(const Tensor& x, const Weight& w, const Weight* bias, Conv2dParams p, Act act,
                 const Tensor* residual) override {
+    use_threads();
     check_cpu(x, "conv2d", "x");
     SD_CHECK(x.rank() == 4 && w.t.rank() == 4 && w.t.dim(1) == x.dim(3), "conv2d: x ",
              x.shape().str(), " (NHWC) does not match weight ", w.t.shape().str(), " (OIHW)");
@@ -109,6 +110,7 @@ class CpuBackend final : public Backend {
 
   Tensor linear(const Tensor& x, const Weight& w, const Weight* bias, Act act,
                 const Tensor* residual) override {
+    use_threads();
     check_cpu(x, "linear", "x");
     SD_CHECK(w.t.rank() == 2 && x.rank() >= 1 && x.dim(-1) == w.t.dim(1), "linear: x ",
              x.shape().str(), " does not match weight ", w.t.shape().str(), " ([out, in])");
@@ -123,6 +125,7 @@ class CpuBackend final : public Backend {
 
   Tensor group_norm(const Tensor& x, int groups, const Weight& gamma, const Weight& beta, float eps,
                     Act act) override {
+    use_threads();
     check_cpu(x, "group_norm", "x");
     check_affine(gamma, beta, x.dim(-1), "group_norm");
     Tensor y = alloc(x.shape(), x.dtype());
@@ -130,6 +133,7 @@ class CpuBackend final : public Backend {
     return y;
   }
   Tensor layer_norm(const Tensor& x, const Weight& gamma, const Weight& beta, float eps) override {
+    use_threads();
     check_cpu(x, "layer_norm", "x");
     check_affine(gamma, beta, x.dim(-1), "layer_norm");
     Tensor y = alloc(x.shape(), x.dtype());
@@ -137,12 +141,14 @@ class CpuBackend final : public Backend {
     return y;
   }
   Tensor activate(const Tensor& x, Act act) override {
+    use_threads();
     check_cpu(x, "activate", "x");
     Tensor y = alloc(x.shape(), x.dtype());
     cpu::activate(x, act, y);
     return y;
   }
   Tensor geglu(const Tensor& x) override {
+    use_threads();
     check_cpu(x, "geglu", "x");
     SD_CHECK(x.rank() >= 1 && x.dim(-1) % 2 == 0, "geglu: last dimension of ", x.shape().str(),
              " is not even");
@@ -151,6 +157,7 @@ class CpuBackend final : public Backend {
     return y;
   }
   Tensor softmax(const Tensor& x, float scale) override {
+    use_threads();
     check_cpu(x, "softmax", "x");
     Tensor y = alloc(x.shape(), x.dtype());
     cpu::softmax(x, scale, y);
@@ -158,6 +165,7 @@ class CpuBackend final : public Backend {
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads,
                    bool causal) override {
+    use_threads();
     check_cpu(q, "attention", "q");
     check_cpu(k, "attention", "k");
     check_cpu(v, "attention", "v");
@@ -172,6 +180,7 @@ class CpuBackend final : public Backend {
     return out;
   }
   Tensor upsample_nearest2x(const Tensor& x) override {
+    use_threads();
     check_cpu(x, "upsample_nearest2x", "x");
     SD_CHECK(x.rank() == 4, "upsample_nearest2x: x ", x.shape().str(), " is not NHWC");
     Tensor y = alloc({x.dim(0), 2 * x.dim(1), 2 * x.dim(2), x.dim(3)}, x.dtype());
@@ -179,6 +188,7 @@ class CpuBackend final : public Backend {
     return y;
   }
   Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) override {
+    use_threads();
     check_cpu(a, "binary", "a");
     check_cpu(b, "binary", "b");
     Shape out;
@@ -194,12 +204,14 @@ class CpuBackend final : public Backend {
     return y;
   }
   Tensor scale(const Tensor& x, float alpha, float beta) override {
+    use_threads();
     check_cpu(x, "scale", "x");
     Tensor y = alloc(x.shape(), x.dtype());
     cpu::scale(x, alpha, beta, y);
     return y;
   }
   Tensor concat_channels(const Tensor& a, const Tensor& b) override {
+    use_threads();
     check_cpu(a, "concat_channels", "a");
     check_cpu(b, "concat_channels", "b");
     bool same_lead = a.rank() == b.rank() && a.rank() >= 1;
@@ -212,6 +224,7 @@ class CpuBackend final : public Backend {
     return y;
   }
   Tensor cast(const Tensor& x, DType dtype) override {
+    use_threads();
     check_cpu(x, "cast", "x");
     Tensor y = alloc(x.shape(), dtype);
     cpu::cast(x, y);
@@ -219,6 +232,13 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // OpenMP's thread count is per calling thread: a kernel called from a pipeline thread must
+  // set it again, or it runs with all cores.
+  void use_threads() const {
+    if (threads_ > 0 && omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+  }
+  int threads_ = 0;
+
   Weight convert_weight(const Tensor& host, DType dtype) {
     check_cpu(host, "weight upload", "tensor");
     Weight w;

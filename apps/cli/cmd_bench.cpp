@@ -1,0 +1,456 @@
+// `streamdiff bench`: the paper's comparisons (arXiv 2312.12491) on this machine, img2img on a
+// synthetic frame, printed as tables:
+//   batch     Stream Batch vs sequential denoising, n = 1..--max-steps (cfg self)
+//   cfg       cfg none / self / initialize / full (guidance 1.2), n = 1..--max-steps
+//   ablation  the full pipeline (Stream Batch, cfg self, TAESD, K/V cache, IO threads) at
+//             n = --max-steps vs the same without one of them
+// Models: --model, a diffusers folder (unet/; vae/ for the full-VAE row; text_encoder/ +
+// tokenizer/ for real prompt embeddings, else hash-random ones), or, without it, a full-size
+// hash-random UNet of --arch (HashUNetWeights). TAESD: --taesd, or the committed full-size random
+// TAESD (tests/fixtures/taesd/full, looked up from the working directory and the binary's).
+//
+// Timing: per frame, preprocess (image -> tensor) + VAE encode, decode, and unet = the rest of
+// Stream::img2img (UNet passes plus the scheduler arithmetic); encode / decode are timed by a
+// LatentCodec wrapper that synchronizes the backend. Warm-up frames (the pipeline's lag + 1)
+// are excluded; min / median are over --frames frames, fps = 1000 / median frame ms. With IO
+// threads a frame's time is the interval between consecutive denoised outputs.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "commands.h"
+#include "core/error.h"
+#include "core/machine.h"
+#include "io/image.h"
+#include "models/autoencoder_kl.h"
+#include "models/ldm_checkpoint.h"
+#include "models/prompt_encoder.h"
+#include "models/taesd.h"
+#include "models/unet.h"
+#include "models/unet_hash_weights.h"
+#include "pipeline/autoencoder_kl_codec.h"
+#include "pipeline/stream.h"
+#include "pipeline/stream_runner.h"
+
+namespace sd::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+struct BenchArgs {
+  std::string model, taesd, arch = "sd15";
+  int width = 256, height = 256, frames = 5, max_steps = 4;
+  std::vector<std::string> tables{"batch", "cfg", "ablation"};
+  BackendOptions backend;
+};
+
+// Encode / decode timed inside the Stream: each call synchronizes the backend and adds its
+// wall time. Used from one thread at a time (the denoiser's).
+class TimedCodec : public LatentCodec {
+ public:
+  TimedCodec(const LatentCodec& inner, Backend& be) : inner_(inner), be_(be) {}
+  Tensor encode(const Tensor& image) const override {
+    return timed(encode_ms, [&] { return inner_.encode(image); });
+  }
+  Tensor decode(const Tensor& latents) const override {
+    return timed(decode_ms, [&] { return inner_.decode(latents); });
+  }
+  float scaling_factor() const override { return inner_.scaling_factor(); }
+  int latent_channels() const override { return inner_.latent_channels(); }
+  int downscale() const override { return inner_.downscale(); }
+  void reset() const { encode_ms = decode_ms = 0; }
+
+  mutable double encode_ms = 0, decode_ms = 0;
+
+ private:
+  template <class F>
+  Tensor timed(double& acc, F&& f) const {
+    const auto t0 = Clock::now();
+    Tensor out = f();
+    be_.synchronize();
+    acc += ms_between(t0, Clock::now());
+    return out;
+  }
+  const LatentCodec& inner_;
+  Backend& be_;
+};
+
+struct BenchModels {
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<UNet> unet;
+  std::unique_ptr<Taesd> taesd;
+  std::unique_ptr<AutoencoderKL> vae;  // only with --model .../vae
+  std::unique_ptr<LatentCodec> taesd_codec, vae_codec;
+  Tensor cond, uncond;  // [tokens, D] host f32
+  std::string what;     // one line: which weights
+};
+
+// One measured configuration (a table row).
+struct RowResult {
+  std::string label;
+  bool available = true;
+  std::string note;  // why n/a, or how the row was obtained
+  double min_ms = 0, median_ms = 0, pre_ms = 0, unet_ms = 0, post_ms = 0;
+};
+
+struct RowSpec {
+  int n = 1;
+  bool batch = true;
+  CfgType cfg = CfgType::Self;
+  bool io_threads = false;
+  const LatentCodec* codec = nullptr;
+};
+
+std::string find_default_taesd() {
+  const fs::path rel = fs::path("tests") / "fixtures" / "taesd" / "full";
+  std::vector<fs::path> roots{fs::current_path()};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    for (fs::path p = exe.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path())
+      roots.push_back(p);
+  for (const fs::path& r : roots)
+    if (fs::is_regular_file(r / rel / "config.json")) return (r / rel).string();
+  sd::fail("bench: no --taesd given and the committed random TAESD (", rel.string(),
+           ") was not found from the working directory or the binary's folder; pass --taesd");
+}
+
+void print_machine(const BenchArgs& a, const Backend& be) {
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  std::printf("machine: %s, %u hardware threads, %d used; backend %s; dtype %s; %s\n",
+              cpu_model_name().c_str(), std::thread::hardware_concurrency(),
+              a.backend.threads > 0 ? a.backend.threads : int(std::thread::hardware_concurrency()),
+              be.description().c_str(), dtype_name(be.compute_dtype()), date);
+}
+
+BenchModels load_models(const BenchArgs& a) {
+  const auto t0 = Clock::now();
+  BenchModels m;
+  m.backend = make_backend(a.backend);
+  Backend& be = *m.backend;
+  if (!a.model.empty()) {
+    SD_CHECK(fs::is_directory(fs::path(a.model) / "unet"), "--model '", a.model,
+             "' has no unet/ folder (a diffusers model folder is expected)");
+    m.unet = UNet::load(a.model, be);
+    if (fs::is_directory(fs::path(a.model) / "vae")) {
+      m.vae = AutoencoderKL::load(a.model, be);
+      m.vae_codec = std::make_unique<AutoencoderKLCodec>(*m.vae);
+    }
+    m.what = "weights: " + a.model;
+  } else {
+    const UNetConfig cfg = a.arch == "sd21" ? sd21_unet_config() : sd15_unet_config();
+    HashUNetWeights weights("hash-random " + a.arch + " UNet");
+    m.unet = UNet::create(cfg, weights, be);
+    m.what = "weights: full-size hash-random " + a.arch + " UNet (" +
+             std::to_string(weights.params() / 1000000) + "M parameters)";
+  }
+  const std::string taesd = a.taesd.empty() ? find_default_taesd() : a.taesd;
+  m.taesd = Taesd::load(taesd, be);
+  m.taesd_codec = std::make_unique<TaesdCodec>(*m.taesd);
+  m.what += ", TAESD " + taesd + (m.vae ? ", AutoencoderKL from vae/" : "");
+
+  const int64_t dim = m.unet->config().cross_attention_dim;
+  if (!a.model.empty() && fs::is_directory(fs::path(a.model) / "text_encoder")) {
+    std::unique_ptr<PromptEncoder> text = PromptEncoder::load(a.model, be);
+    m.cond = text->encode("a photo of a cat, best quality");
+    m.uncond = text->encode("");
+    m.what += ", prompt embeddings from text_encoder/";
+  } else {
+    m.cond = hash_host_tensor("bench.cond", Shape{77, dim}, 1.f);
+    m.uncond = hash_host_tensor("bench.uncond", Shape{77, dim}, 1.f);
+    m.what += ", hash-random prompt embeddings";
+  }
+  std::printf("%s; loaded in %.0f ms\n", m.what.c_str(), ms_between(t0, Clock::now()));
+  return m;
+}
+
+// A deterministic test card: gradients plus a checkerboard, so encode sees real structure.
+Image synthetic_frame(int w, int h) {
+  Image img;
+  img.width = w, img.height = h;
+  img.rgb.resize(size_t(w) * size_t(h) * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      uint8_t* p = &img.rgb[(size_t(y) * size_t(w) + size_t(x)) * 3];
+      p[0] = uint8_t(255 * x / std::max(1, w - 1));
+      p[1] = uint8_t(255 * y / std::max(1, h - 1));
+      p[2] = ((x / 16 + y / 16) % 2) ? 200 : 40;
+    }
+  return img;
+}
+
+std::vector<int> spread_t_index(int n) {
+  // n indices spread over [0, 45] of 50 LCM steps (the paper's 4-step list is 0, 16, 32, 45).
+  if (n == 1) return {45};
+  std::vector<int> t;
+  for (int i = 0; i < n; ++i) t.push_back(int(std::lround(45.0 * i / (n - 1))));
+  return t;
+}
+
+double median(std::vector<double> v) {
+  return percentile(std::move(v), 50);
+}
+
+// Per-frame samples -> min / median; stage columns are medians.
+void summarize(RowResult& r, std::vector<double> total, std::vector<double> pre,
+               std::vector<double> unet, std::vector<double> post) {
+  SD_CHECK(!total.empty(), "bench: no timed frames");
+  r.min_ms = *std::min_element(total.begin(), total.end());
+  r.median_ms = median(std::move(total));
+  r.pre_ms = median(std::move(pre));
+  r.unet_ms = median(std::move(unet));
+  r.post_ms = median(std::move(post));
+}
+
+RowResult run_row(const BenchArgs& a, BenchModels& m, const RowSpec& spec, std::string label) {
+  RowResult r;
+  r.label = std::move(label);
+  Backend& be = *m.backend;
+  const TimedCodec codec(*spec.codec, be);
+  StreamSettings s;
+  s.width = a.width, s.height = a.height;
+  s.t_index_list = spread_t_index(spec.n);
+  s.use_denoising_batch = spec.batch;
+  s.cfg_type = spec.cfg;
+  Stream stream(be, *m.unet, codec, nullptr, s);
+  stream.prepare_embeddings(m.cond, m.uncond);
+  const Image frame = synthetic_frame(a.width, a.height);
+  const int warmup = (spec.batch ? spec.n - 1 : 0) + 1;
+  // Warm-up on the thread that runs the denoiser (per-thread OpenMP teams, first-use costs).
+  auto warm_up = [&] {
+    for (int i = 0; i < warmup; ++i) stream.img2img_tensor(image_to_tensor(frame));
+  };
+
+  const size_t F = size_t(a.frames);
+  std::vector<double> total, pre(F), unet(F), post(F);
+  if (!spec.io_threads) {
+    warm_up();
+    for (size_t k = 0; k < F; ++k) {
+      codec.reset();
+      const auto t0 = Clock::now();
+      const Tensor in = image_to_tensor(frame);
+      const auto t1 = Clock::now();
+      stream.img2img_tensor(in);
+      const auto t2 = Clock::now();
+      pre[k] = ms_between(t0, t1) + codec.encode_ms;
+      post[k] = codec.decode_ms;
+      unet[k] = ms_between(t1, t2) - codec.encode_ms - codec.decode_ms;
+      total.push_back(ms_between(t0, t2));
+    }
+  } else {
+    std::vector<double> prep(F);
+    std::vector<Clock::time_point> done(F);
+    StreamStages stages;
+    stages.read = [&](Frame& f) { return f.index < int64_t(F); };
+    stages.preprocess = [&](Frame& f) {
+      const auto t0 = Clock::now();
+      f.tensor = image_to_tensor(frame);
+      prep[size_t(f.index)] = ms_between(t0, Clock::now());
+    };
+    stages.denoise = [&](Frame& f) {
+      if (f.index == 0) warm_up();
+      codec.reset();
+      const auto t0 = Clock::now();
+      f.tensor = stream.img2img_tensor(f.tensor);
+      const size_t k = size_t(f.index);
+      pre[k] = codec.encode_ms;
+      post[k] = codec.decode_ms;
+      done[k] = Clock::now();  // the output is ready (the write stage only passes it on)
+      unet[k] = ms_between(t0, done[k]) - codec.encode_ms - codec.decode_ms;
+    };
+    const StreamRunStats st = run_stream(stages);
+    for (size_t k = 0; k < F; ++k) pre[k] += prep[k];
+    // The first output's time includes filling the pipeline; later ones are the steady rate.
+    for (size_t k = 1; k < F; ++k) total.push_back(ms_between(done[k - 1], done[k]));
+    if (total.empty()) total.push_back(st.wall_s * 1000.0);
+  }
+  summarize(r, std::move(total), std::move(pre), std::move(unet), std::move(post));
+  return r;
+}
+
+// Median ms of one UNet pass over `rows` rows with the cross-attention K/V projected from the
+// prompt embeddings inside the pass (first) and with the K/V cache (second).
+std::pair<double, double> unet_pass_ms_without_with_kv(const BenchArgs& a, BenchModels& m,
+                                                       int64_t rows) {
+  Backend& be = *m.backend;
+  const int64_t lh = a.height / 8, lw = a.width / 8, tokens = m.cond.dim(0);
+  const int64_t dim = m.cond.dim(1), ch = m.unet->config().in_channels;
+  Tensor ehs_host = Tensor::host(Shape{rows, tokens, dim}, DType::F32);
+  for (int64_t r = 0; r < rows; ++r)
+    std::copy_n(m.cond.data_as<float>(), tokens * dim,
+                ehs_host.data_as<float>() + r * tokens * dim);
+  const Tensor x_host = hash_host_tensor("bench.latent", Shape{rows, lh, lw, ch}, 1.f);
+  const std::vector<float> t(size_t(rows), 500.f);
+  const UNetKVCache kv = m.unet->precompute_kv(be.upload(ehs_host));
+  const int passes = std::max(a.frames, 3);
+  auto time_pass = [&](bool cached) {
+    std::vector<double> ms;
+    for (int k = 0; k <= passes; ++k) {
+      const auto t0 = Clock::now();
+      {
+        Tensor x = be.upload(x_host);
+        Tensor out =
+            cached ? m.unet->forward(x, t, kv) : m.unet->forward(x, t, be.upload(ehs_host));
+        be.synchronize();
+      }
+      if (k > 0) ms.push_back(ms_between(t0, Clock::now()));  // pass 0 is the warm-up
+    }
+    return median(ms);
+  };
+  const double without = time_pass(false);
+  return {without, time_pass(true)};
+}
+
+void print_table(const char* title, const std::vector<RowResult>& rows) {
+  std::printf("\n%s\n", title);
+  std::printf("%-34s %8s %10s %10s %11s %10s %11s\n", "config", "fps", "min ms", "median ms",
+              "pre+enc ms", "unet ms", "decode ms");
+  for (const RowResult& r : rows) {
+    if (!r.available) {
+      std::printf("%-34s %8s   %s\n", r.label.c_str(), "n/a", r.note.c_str());
+      continue;
+    }
+    std::printf("%-34s %8.3f %10.1f %10.1f %11.1f %10.1f %11.1f%s%s\n", r.label.c_str(),
+                1000.0 / r.median_ms, r.min_ms, r.median_ms, r.pre_ms, r.unet_ms, r.post_ms,
+                r.note.empty() ? "" : "  ", r.note.c_str());
+  }
+  std::fflush(stdout);
+}
+
+void announce(const char* table, const std::string& ran) {
+  std::printf("\n== %s: %s\n", table, ran.c_str());
+  std::fflush(stdout);
+}
+
+void run_bench(const BenchArgs& a) {
+  SD_CHECK(a.width > 0 && a.height > 0 && a.width % 8 == 0 && a.height % 8 == 0,
+           "--width / --height must be positive multiples of 8, got ", a.width, "x", a.height);
+  SD_CHECK(a.frames >= 1, "--frames must be at least 1, got ", a.frames);
+  SD_CHECK(a.max_steps >= 1 && a.max_steps <= 50, "--max-steps must be in [1, 50], got ",
+           a.max_steps);
+  SD_CHECK(a.model.empty() || fs::is_directory(a.model), "--model '", a.model, "' is not a folder");
+  BenchModels m = load_models(a);
+  print_machine(a, *m.backend);
+  char common[160];
+  std::snprintf(common, sizeof common,
+                "img2img %dx%d, 50 LCM steps, t_index spread over [0, 45], %d timed frames after "
+                "warm-up, per-frame min/median",
+                a.width, a.height, a.frames);
+  const LatentCodec* taesd = m.taesd_codec.get();
+  const int N = a.max_steps;
+  auto wants = [&](const std::string& t) {
+    return std::find(a.tables.begin(), a.tables.end(), t) != a.tables.end();
+  };
+
+  if (wants("batch")) {
+    announce("batch", std::string("Stream Batch vs sequential denoising, cfg self (g 1.2), TAESD, "
+                                  "no IO threads; ") +
+                          common);
+    std::vector<RowResult> rows;
+    for (int n = 1; n <= N; ++n)
+      for (bool batch : {true, false})
+        rows.push_back(
+            run_row(a, m, {n, batch, CfgType::Self, false, taesd},
+                    "n=" + std::to_string(n) + (batch ? " stream batch" : " sequential")));
+    print_table("(a) Stream Batch vs sequential", rows);
+  }
+  if (wants("cfg")) {
+    announce("cfg", std::string("cfg none / self / initialize / full (g 1.2), Stream Batch, TAESD, "
+                                "no IO threads; ") +
+                        common);
+    std::vector<RowResult> rows;
+    for (int n = 1; n <= N; ++n)
+      for (CfgType c : {CfgType::None, CfgType::Self, CfgType::Initialize, CfgType::Full})
+        rows.push_back(run_row(a, m, {n, true, c, false, taesd},
+                               "n=" + std::to_string(n) + " cfg " + cfg_type_name(c)));
+    print_table("(b) residual CFG", rows);
+  }
+  if (wants("ablation")) {
+    announce("ablation", "n=" + std::to_string(N) +
+                             ", cfg self (g 1.2); full = Stream Batch + TAESD + K/V cache + IO "
+                             "threads; " +
+                             common);
+    const RowSpec full{N, true, CfgType::Self, true, taesd};
+    std::vector<RowResult> rows;
+    rows.push_back(run_row(a, m, full, "full pipeline"));
+    if (m.vae_codec) {
+      RowSpec s = full;
+      s.codec = m.vae_codec.get();
+      rows.push_back(run_row(a, m, s, "without TAESD (AutoencoderKL)"));
+    } else {
+      RowResult r{"without TAESD (AutoencoderKL)", false,
+                  "no vae/ (needs --model with a vae/ folder)"};
+      rows.push_back(r);
+    }
+    {
+      // The Stream always uses its K/V cache; this row adds the measured per-pass cost of the
+      // cross-attention K/V projections (UNet with vs without the cache, same batch rows).
+      RowResult r = rows.front();
+      r.label = "without K/V precompute";
+      const auto [without, with] = unet_pass_ms_without_with_kv(a, m, N);  // self: n rows
+      const double extra = std::max(0.0, without - with);  // noise can make it negative
+      r.min_ms += extra, r.median_ms += extra, r.unet_ms += extra;
+      char note[160];
+      std::snprintf(note, sizeof note,
+                    "(full + %.1f ms: UNet pass of %d rows %.1f ms without the cache, %.1f with)",
+                    extra, N, without, with);
+      r.note = note;
+      rows.push_back(r);
+    }
+    RowSpec seq = full;
+    seq.batch = false;
+    rows.push_back(run_row(a, m, seq, "without batching (sequential)"));
+    RowSpec sync = full;
+    sync.io_threads = false;
+    rows.push_back(run_row(a, m, sync, "without IO threads"));
+    print_table("(c) ablation", rows);
+  }
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Time the StreamDiffusion pipeline: Stream Batch, residual CFG, ablation tables");
+  cmd->add_option("--model", a->model,
+                  "Diffusers model folder (unet/, optional vae/, text_encoder/); default: "
+                  "full-size hash-random weights of --arch");
+  cmd->add_option("--arch", a->arch, "Architecture of the random UNet without --model")
+      ->check(CLI::IsMember({"sd15", "sd21"}))
+      ->capture_default_str();
+  cmd->add_option("--taesd", a->taesd,
+                  "TAESD folder (default: the committed random tests/fixtures/taesd/full)");
+  cmd->add_option("--width", a->width, "Width (multiple of 8)")->capture_default_str();
+  cmd->add_option("--height", a->height, "Height (multiple of 8)")->capture_default_str();
+  cmd->add_option("--frames", a->frames, "Timed frames per row (after warm-up)")
+      ->capture_default_str();
+  cmd->add_option("--tables", a->tables, "Tables to run: batch, cfg, ablation")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"batch", "cfg", "ablation"}))
+      ->capture_default_str();
+  cmd->add_option("--max-steps", a->max_steps, "Largest number of denoising steps n")
+      ->capture_default_str();
+  add_backend_options(*cmd, a->backend);
+  cmd->callback([a] { run_bench(*a); });
+}
+
+}  // namespace sd::cli

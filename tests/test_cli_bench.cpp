@@ -1,0 +1,123 @@
+// `streamdiff bench` run as a user would, on a tiny diffusers-layout folder assembled in a temp
+// dir from the committed fixtures (the tiny SD 1.x-like UNet of fixtures/stream/unet and the
+// tiny AutoencoderKL of fixtures/vae/tiny/vae; no text_encoder/, so the bench uses hash-random
+// prompt embeddings) with the tiny TAESD: every table's header and rows must appear.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+namespace sd {
+namespace {
+
+namespace fs = std::filesystem;
+
+const fs::path kFixtures(SD_FIXTURE_DIR);
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+struct RunResult {
+  int code = -1;
+  std::string output;
+};
+
+RunResult run_cli(const std::string& args) {
+  const std::string cmd = quote(SD_CLI_PATH) + " " + args + " 2>&1";
+  RunResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class CliBench : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = fs::temp_directory_path() / ("sd_cli_bench_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+    fs::create_directories(root_ / "model");
+    fs::copy(kFixtures / "stream" / "unet", root_ / "model" / "unet");
+    fs::copy(kFixtures / "vae" / "tiny" / "vae", root_ / "model" / "vae");
+    fs::create_directories(root_ / "no_vae");
+    fs::copy(kFixtures / "stream" / "unet", root_ / "no_vae" / "unet");
+  }
+  static void TearDownTestSuite() { fs::remove_all(root_); }
+
+  static std::string bench(const std::string& model, const std::string& extra) {
+    return "bench --model " + quote((root_ / model).string()) + " --taesd " +
+           quote((kFixtures / "taesd" / "tiny").string()) +
+           " --width 64 --height 64 --frames 2 --max-steps 2 --dtype f32 --threads 1 " + extra;
+  }
+
+  static fs::path root_;
+};
+
+fs::path CliBench::root_;
+
+// The line of table row `label`, or "" when it is absent.
+std::string row_of(const std::string& out, const std::string& label) {
+  const size_t at = out.find("\n" + label + " ");
+  if (at == std::string::npos) return "";
+  const size_t end = out.find('\n', at + 1);
+  return out.substr(at + 1, end == std::string::npos ? std::string::npos : end - at - 1);
+}
+
+TEST_F(CliBench, PrintsEveryTableWithItsRows) {
+  const RunResult r = run_cli(bench("model", ""));
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* s :
+       {"machine: ", "dtype f32", "(a) Stream Batch vs sequential", "(b) residual CFG",
+        "(c) ablation", "fps", "median ms", "unet ms", "decode ms", "pre+enc ms"})
+    EXPECT_NE(r.output.find(s), std::string::npos) << s << "\n" << r.output;
+  for (const std::string label :
+       {"n=1 stream batch", "n=1 sequential", "n=2 stream batch", "n=2 sequential", "n=1 cfg none",
+        "n=1 cfg self", "n=1 cfg initialize", "n=1 cfg full", "n=2 cfg none", "n=2 cfg self",
+        "n=2 cfg initialize", "n=2 cfg full", "full pipeline", "without TAESD (AutoencoderKL)",
+        "without K/V precompute", "without batching (sequential)", "without IO threads"}) {
+    const std::string row = row_of(r.output, label);
+    ASSERT_FALSE(row.empty()) << label << "\n" << r.output;
+    // The first column after the label is fps: a positive number, not n/a.
+    double fps = 0;
+    EXPECT_EQ(std::sscanf(row.c_str() + label.size(), "%lf", &fps), 1) << row;
+    EXPECT_GT(fps, 0) << row;
+  }
+  EXPECT_TRUE(row_of(r.output, "n=3 stream batch").empty()) << "--max-steps 2 ignored";
+}
+
+TEST_F(CliBench, SelectedTableOnlyAndFullVaeRowNotAvailableWithoutVae) {
+  const RunResult r = run_cli(bench("no_vae", "--tables ablation"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(r.output.find("(a) Stream Batch"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("(b) residual CFG"), std::string::npos) << r.output;
+  const std::string row = row_of(r.output, "without TAESD (AutoencoderKL)");
+  EXPECT_NE(row.find("n/a"), std::string::npos) << r.output;
+  EXPECT_FALSE(row_of(r.output, "without IO threads").empty()) << r.output;
+}
+
+TEST_F(CliBench, BadOptionsFail) {
+  RunResult r = run_cli(bench("model", "--tables speed"));
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("speed"), std::string::npos) << r.output;
+  r = run_cli("bench --model " + quote((root_ / "model").string()) + " --max-steps 0");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("--max-steps"), std::string::npos) << r.output;
+  r = run_cli("bench --model " + quote((root_ / "nowhere").string()));
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("nowhere"), std::string::npos) << r.output;
+  r = run_cli("bench --arch sd3");
+  EXPECT_NE(r.code, 0) << r.output;
+}
+
+}  // namespace
+}  // namespace sd
