@@ -12,37 +12,18 @@
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "streamdiff/version.h"
+#include "test_support.h"
 
 namespace sd {
 namespace {
 
+using test::quote;
+using test::run_cli;
+using test::RunResult;
+
 namespace fs = std::filesystem;
 
 const std::string kTaesd = std::string(SD_FIXTURE_DIR) + "/taesd";
-
-struct RunResult {
-  int code = -1;
-  std::string output;  // stdout and stderr
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-RunResult run_cli(const std::string& args) {
-  std::string cmd = quote(SD_CLI_PATH) + " " + args + " 2>&1";
-  RunResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 class CliTest : public testing::Test {
  protected:

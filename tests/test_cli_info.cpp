@@ -12,36 +12,21 @@
 #include <string>
 
 #include "io/safetensors.h"
+#include "test_support.h"
 
 namespace sd {
 namespace {
+
+using test::quote;
+using test::run_cli;
+using test::RunResult;
 
 namespace fs = std::filesystem;
 
 const std::string kFixtures = SD_FIXTURE_DIR;
 
-struct RunResult {
-  int code = -1;
-  std::string output;  // stdout and stderr
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 RunResult run_info(const std::string& path) {
-  const std::string cmd = quote(SD_CLI_PATH) + " info " + quote(path) + " 2>&1";
-  RunResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return run_cli("info " + quote(path));
 }
 
 // "1,234,567" as info prints parameter counts.

@@ -20,37 +20,18 @@
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "models/clip_text.h"
+#include "test_support.h"
 
 namespace sd {
 namespace {
 
+using test::quote;
+using test::run_cli;
+using test::RunResult;
+
 namespace fs = std::filesystem;
 
 const fs::path kFixtures(SD_FIXTURE_DIR);
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-struct RunResult {
-  int code = -1;
-  std::string output;
-};
-
-RunResult run_cli(const std::string& args) {
-  const std::string cmd = quote(SD_CLI_PATH) + " " + args + " 2>&1";
-  RunResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 // The hash-random text encoder of the stream fixtures as a diffusers text_encoder/ folder.
 void write_text_encoder(const fs::path& dir) {

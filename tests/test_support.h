@@ -1,6 +1,9 @@
 // Helpers shared by the test suites.
 #pragma once
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -30,6 +33,32 @@ std::string error_of(F f) {
     return e.what();
   }
   return "(no sd::Error thrown)";
+}
+
+// `s` as one single-quoted shell word.
+inline std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+struct RunResult {
+  int code = -1;       // exit status (-1: did not exit normally / could not start)
+  std::string output;  // stdout and stderr
+};
+
+// Runs the built `streamdiff` tool with `args` (already shell-quoted where needed).
+inline RunResult run_cli(const std::string& args) {
+  const std::string cmd = quote(SD_CLI_PATH) + " " + args + " 2>&1";
+  RunResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 }  // namespace sd::test
