@@ -43,8 +43,8 @@ void print_machine();
 
 #define SD_BENCH_CAT2(a, b) a##b
 #define SD_BENCH_CAT(a, b) SD_BENCH_CAT2(a, b)
-#define SD_BENCH(name)                                                                  \
-  static void SD_BENCH_CAT(sd_bench_fn_, __LINE__)();                                   \
-  static ::sd::bench::Registrar SD_BENCH_CAT(sd_bench_reg_, __LINE__)(name,              \
-                                                                       SD_BENCH_CAT(sd_bench_fn_, __LINE__)); \
+#define SD_BENCH(name)                                                 \
+  static void SD_BENCH_CAT(sd_bench_fn_, __LINE__)();                  \
+  static ::sd::bench::Registrar SD_BENCH_CAT(sd_bench_reg_, __LINE__)( \
+      name, SD_BENCH_CAT(sd_bench_fn_, __LINE__));                     \
   static void SD_BENCH_CAT(sd_bench_fn_, __LINE__)()

@@ -1,5 +1,7 @@
 #include "streamdiff/version.h"
 
 namespace streamdiff {
-const char* version() { return SD_VERSION; }
+const char* version() {
+  return SD_VERSION;
+}
 }  // namespace streamdiff

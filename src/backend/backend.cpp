@@ -4,12 +4,18 @@ namespace sd {
 
 const char* act_name(Act a) {
   switch (a) {
-    case Act::None: return "none";
-    case Act::ReLU: return "relu";
-    case Act::SiLU: return "silu";
-    case Act::GELU: return "gelu";
-    case Act::GELUTanh: return "gelu_tanh";
-    case Act::Tanh: return "tanh";
+    case Act::None:
+      return "none";
+    case Act::ReLU:
+      return "relu";
+    case Act::SiLU:
+      return "silu";
+    case Act::GELU:
+      return "gelu";
+    case Act::GELUTanh:
+      return "gelu_tanh";
+    case Act::Tanh:
+      return "tanh";
   }
   return "?";
 }

@@ -67,7 +67,7 @@ class Backend {
   virtual void copy_to_host(const Tensor& src, const Tensor& host) = 0;
   virtual void synchronize() = 0;
   // Conveniences built on the above.
-  Tensor upload(const Tensor& host);              // arena tensor in compute dtype
+  Tensor upload(const Tensor& host);                             // arena tensor in compute dtype
   Tensor download(const Tensor& src, DType dtype = DType::F32);  // synchronizes
 
   // ---- weights (host tensors of any dtype, PyTorch layouts) ------------------------------
@@ -102,7 +102,7 @@ class Backend {
   // Elementwise a op b with numpy broadcasting (shapes aligned at the right).
   virtual Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) = 0;
   virtual Tensor scale(const Tensor& x, float alpha, float beta = 0.f) = 0;  // alpha*x + beta
-  virtual Tensor concat_channels(const Tensor& a, const Tensor& b) = 0;     // along last dim
+  virtual Tensor concat_channels(const Tensor& a, const Tensor& b) = 0;      // along last dim
   virtual Tensor cast(const Tensor& x, DType dtype) = 0;
 
  protected:

@@ -33,7 +33,7 @@ class Arena {
   // Makes the reserved block at least `bytes` large. Requires no live allocations.
   void reserve(size_t bytes);
   size_t capacity() const { return capacity_; }
-  size_t peak() const { return peak_; }             // highest virtual end offset seen
+  size_t peak() const { return peak_; }                // highest virtual end offset seen
   size_t overflow_count() const { return overflow_; }  // allocations served outside the block
   size_t live_bytes() const;
   void reset_stats();  // peak := live end, overflow := 0
@@ -45,7 +45,7 @@ class Arena {
   struct Hole {
     size_t offset, size;
   };
-  size_t place(size_t size);        // virtual offset for a new allocation
+  size_t place(size_t size);  // virtual offset for a new allocation
   void unplace(size_t offset, size_t size);
   void give_back(Block* b);
 
@@ -53,11 +53,11 @@ class Arena {
   RawAlloc raw_;
   StorageRef block_;
   size_t capacity_ = 0;
-  size_t top_ = 0;    // end of the highest live allocation region
+  size_t top_ = 0;  // end of the highest live allocation region
   size_t peak_ = 0;
   size_t overflow_ = 0;
   size_t live_ = 0;
-  std::vector<Hole> holes_;        // free ranges below top_, sorted by offset
+  std::vector<Hole> holes_;          // free ranges below top_, sorted by offset
   std::vector<Block*> free_blocks_;  // recycled Block records (no heap use per allocation)
   std::vector<Block*> all_blocks_;
   mutable std::mutex mu_;

@@ -6,9 +6,12 @@ namespace sd {
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "f32";
-    case DType::F16: return "f16";
-    case DType::BF16: return "bf16";
+    case DType::F32:
+      return "f32";
+    case DType::F16:
+      return "f16";
+    case DType::BF16:
+      return "bf16";
   }
   return "?";
 }
@@ -51,7 +54,7 @@ uint16_t float_to_f16_slow(float f) {
   std::memcpy(&u, &f, 4);
   uint32_t sign = (u >> 16) & 0x8000u;
   uint32_t absu = u & 0x7fffffffu;
-  if (absu > 0x7f800000u) return uint16_t(sign | 0x7e00u);  // NaN
+  if (absu > 0x7f800000u) return uint16_t(sign | 0x7e00u);   // NaN
   if (absu >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // overflow -> inf
   if (absu < 0x38800000u) {                                  // subnormal or zero in f16
     if (absu < 0x33000000u) return uint16_t(sign);
@@ -75,9 +78,12 @@ void convert(const void* src, DType st, void* dst, DType dt, size_t n) {
   }
   auto load = [&](size_t i) -> float {
     switch (st) {
-      case DType::F32: return static_cast<const float*>(src)[i];
-      case DType::F16: return to_float(static_cast<const f16*>(src)[i]);
-      case DType::BF16: return to_float(static_cast<const bf16*>(src)[i]);
+      case DType::F32:
+        return static_cast<const float*>(src)[i];
+      case DType::F16:
+        return to_float(static_cast<const f16*>(src)[i]);
+      case DType::BF16:
+        return to_float(static_cast<const bf16*>(src)[i]);
     }
     return 0.f;
   };

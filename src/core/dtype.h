@@ -10,8 +10,10 @@ namespace sd {
 
 enum class DType : uint8_t { F32, F16, BF16 };
 
-inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
-const char* dtype_name(DType t);  // "f32", "f16", "bf16"
+inline size_t dtype_size(DType t) {
+  return t == DType::F32 ? 4 : 2;
+}
+const char* dtype_name(DType t);             // "f32", "f16", "bf16"
 DType parse_dtype(const std::string& name);  // throws sd::Error on unknown names
 
 struct bf16 {
@@ -21,7 +23,9 @@ struct f16 {
   uint16_t bits;
 };
 
-inline float to_float(float x) { return x; }
+inline float to_float(float x) {
+  return x;
+}
 inline float to_float(bf16 x) {
   uint32_t u = uint32_t(x.bits) << 16;
   float f;
@@ -29,7 +33,9 @@ inline float to_float(bf16 x) {
   return f;
 }
 float f16_to_float_slow(uint16_t h);
-inline float to_float(f16 x) { return f16_to_float_slow(x.bits); }
+inline float to_float(f16 x) {
+  return f16_to_float_slow(x.bits);
+}
 
 // Round-to-nearest-even; NaN stays NaN.
 inline bf16 to_bf16(float f) {
@@ -40,7 +46,9 @@ inline bf16 to_bf16(float f) {
   return bf16{uint16_t(u >> 16)};
 }
 uint16_t float_to_f16_slow(float f);
-inline f16 to_f16(float f) { return f16{float_to_f16_slow(f)}; }
+inline f16 to_f16(float f) {
+  return f16{float_to_f16_slow(f)};
+}
 
 // Typed store helpers used by templated kernels: store<T>(float) -> T.
 template <typename T>

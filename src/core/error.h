@@ -31,7 +31,7 @@ template <typename... Args>
 
 }  // namespace sd
 
-#define SD_CHECK(cond, ...)                 \
-  do {                                      \
-    if (!(cond)) ::sd::fail(__VA_ARGS__);   \
+#define SD_CHECK(cond, ...)               \
+  do {                                    \
+    if (!(cond)) ::sd::fail(__VA_ARGS__); \
   } while (0)

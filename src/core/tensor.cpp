@@ -7,7 +7,9 @@
 
 namespace sd {
 
-const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+const char* device_name(Device d) {
+  return d == Device::CPU ? "cpu" : "cuda";
+}
 
 Shape::Shape(std::initializer_list<int64_t> d) {
   SD_CHECK(d.size() <= size_t(kMaxRank), "shape rank ", d.size(), " exceeds ", kMaxRank);
@@ -46,7 +48,9 @@ class HostStorage final : public Storage {
 };
 }  // namespace
 
-StorageRef host_storage(size_t bytes) { return StorageRef(new HostStorage(bytes)); }
+StorageRef host_storage(size_t bytes) {
+  return StorageRef(new HostStorage(bytes));
+}
 
 Tensor::Tensor(const Shape& shape, DType dtype, Device device, void* data, StorageRef storage)
     : shape_(shape), dtype_(dtype), device_(device), data_(data), storage_(std::move(storage)) {
@@ -87,8 +91,8 @@ Tensor Tensor::reshape(const Shape& shape) const {
 }
 
 Tensor Tensor::slice0(int64_t begin, int64_t end) const {
-  SD_CHECK(rank() >= 1 && 0 <= begin && begin <= end && end <= dim(0), "slice [", begin, ", ",
-           end, ") out of range for ", shape_.str());
+  SD_CHECK(rank() >= 1 && 0 <= begin && begin <= end && end <= dim(0), "slice [", begin, ", ", end,
+           ") out of range for ", shape_.str());
   Shape s = shape_;
   s.dims[0] = end - begin;
   char* p = static_cast<char*>(data_) + size_t(begin) * size_t(strides_[0]) * dtype_size(dtype_);
