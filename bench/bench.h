@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
+
 namespace sd::bench {
 
 struct Registry {
@@ -35,6 +37,13 @@ struct Stats {
 
 // Runs fn `warmup` times untimed, then `runs` times (at least), returns min/median in ms.
 Stats time_it(const std::function<void()>& fn, int runs = 5, int warmup = 1);
+
+// A persistent device tensor in the backend's compute dtype filled with sin(freq * i): a
+// deterministic, non-trivial model input.
+Tensor persistent_input(Backend& b, const Shape& shape, float freq);
+
+// The compute dtypes this CPU can benchmark: f32, and bf16 where it runs natively.
+std::vector<std::string> cpu_dtypes();
 
 // Prints the machine line: CPU model, cores, ISA oneDNN uses, date.
 void print_machine();

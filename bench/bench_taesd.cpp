@@ -112,8 +112,7 @@ SD_BENCH("taesd") {
   const fs::path file =
       fs::temp_directory_path() / ("sd_bench_taesd_" + std::to_string(::getpid()) + ".safetensors");
   write_random_taesd(file);
-  std::vector<std::string> dtypes = {"f32"};
-  if (cpu_has_native_bf16()) dtypes.push_back("bf16");
+  const std::vector<std::string> dtypes = sd::bench::cpu_dtypes();
   for (const std::string& dtype : dtypes) {
     BackendOptions opts;
     opts.dtype = dtype;

@@ -18,27 +18,13 @@
 #include "models/unet.h"
 #include "models/unet_hash_weights.h"
 
-namespace {
-
 using namespace sd;
-
-Tensor persistent_input(Backend& b, const Shape& shape, float freq) {
-  Tensor h = Tensor::host(shape, DType::F32);
-  for (int64_t i = 0; i < h.numel(); ++i) h.data_as<float>()[i] = std::sin(freq * float(i));
-  Tensor d = b.empty(shape, b.compute_dtype());
-  b.copy_from_host(h, d);
-  b.synchronize();
-  return d;
-}
-
-}  // namespace
 
 SD_BENCH("unet") {
   std::vector<int> sizes = {256, 512};
   if (const char* env = std::getenv("SD_BENCH_UNET_SIZES"); env && std::string(env) == "256")
     sizes = {256};
-  std::vector<std::string> dtypes = {"f32"};
-  if (cpu_has_native_bf16()) dtypes.push_back("bf16");
+  const std::vector<std::string> dtypes = sd::bench::cpu_dtypes();
   for (const std::string& dtype : dtypes) {
     BackendOptions opts;
     opts.dtype = dtype;
@@ -50,12 +36,13 @@ SD_BENCH("unet") {
     std::printf("backend: %s\nSD 1.5 UNet: %.1f M parameters, built in %.1f s\n",
                 backend->description().c_str(), double(weights.params()) * 1e-6, load_s);
     std::fflush(stdout);
-    Tensor states = persistent_input(*backend, Shape{1, 77, 768}, 0.011f);
+    Tensor states = sd::bench::persistent_input(*backend, Shape{1, 77, 768}, 0.011f);
     UNetKVCache kv = model->precompute_kv(states);
     Tensor temb = model->time_embedding({500}, 1);
     for (int size : sizes) {
       const double gflop = size == 512 ? 804 : 181;
-      Tensor sample = persistent_input(*backend, Shape{1, size / 8, size / 8, 4}, 0.017f);
+      Tensor sample =
+          sd::bench::persistent_input(*backend, Shape{1, size / 8, size / 8, 4}, 0.017f);
       auto cached = [&] {
         Tensor y = model->forward(sample, temb, kv);
         backend->synchronize();

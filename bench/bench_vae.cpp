@@ -101,23 +101,13 @@ double decode_gflop(const AutoencoderKLConfig& c, int64_t h, int64_t w) {
   return (f + conv_flop(px, ch, c.out_channels, 3)) * 1e-9;
 }
 
-Tensor persistent_input(Backend& b, const Shape& shape, float freq) {
-  Tensor h = Tensor::host(shape, DType::F32);
-  for (int64_t i = 0; i < h.numel(); ++i) h.data_as<float>()[i] = std::sin(freq * float(i));
-  Tensor d = b.empty(shape, b.compute_dtype());
-  b.copy_from_host(h, d);
-  b.synchronize();
-  return d;
-}
-
 }  // namespace
 
 SD_BENCH("vae") {
   std::vector<int> sizes = {256, 512};
   if (const char* env = std::getenv("SD_BENCH_VAE_SIZES"); env && std::string(env) == "256")
     sizes = {256};
-  std::vector<std::string> dtypes = {"f32"};
-  if (cpu_has_native_bf16()) dtypes.push_back("bf16");
+  const std::vector<std::string> dtypes = sd::bench::cpu_dtypes();
   const AutoencoderKLConfig config = AutoencoderKLConfig::stable_diffusion();
   for (const std::string& dtype : dtypes) {
     BackendOptions opts;
@@ -132,8 +122,8 @@ SD_BENCH("vae") {
     std::fflush(stdout);
     for (int size : sizes) {
       const int lat = size / config.downscale();
-      Tensor latents = persistent_input(*backend, Shape{1, lat, lat, 4}, 0.017f);
-      Tensor image = persistent_input(*backend, Shape{1, size, size, 3}, 0.013f);
+      Tensor latents = sd::bench::persistent_input(*backend, Shape{1, lat, lat, 4}, 0.017f);
+      Tensor image = sd::bench::persistent_input(*backend, Shape{1, size, size, 3}, 0.013f);
       auto decode = [&] {
         Tensor y = model->decode(latents);
         backend->synchronize();

@@ -1,5 +1,6 @@
 // streamdiff_bench [filter ...]: runs the registered benchmarks whose name contains a filter.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -9,6 +10,8 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <cmath>
+#include "backend/cpu/cpu_backend.h"
 #include "bench.h"
 #include "core/error.h"
 #include "core/machine.h"
@@ -26,6 +29,21 @@ Stats time_it(const std::function<void()>& fn, int runs, int warmup) {
   }
   std::sort(ms.begin(), ms.end());
   return Stats{ms.front(), ms[ms.size() / 2], runs};
+}
+
+Tensor persistent_input(Backend& b, const Shape& shape, float freq) {
+  Tensor h = Tensor::host(shape, DType::F32);
+  for (int64_t i = 0; i < h.numel(); ++i) h.data_as<float>()[i] = std::sin(freq * float(i));
+  Tensor d = b.empty(shape, b.compute_dtype());
+  b.copy_from_host(h, d);
+  b.synchronize();
+  return d;
+}
+
+std::vector<std::string> cpu_dtypes() {
+  std::vector<std::string> dtypes = {"f32"};
+  if (cpu_has_native_bf16()) dtypes.push_back("bf16");
+  return dtypes;
 }
 
 static const char* isa_name(dnnl::cpu_isa isa) {
