@@ -20,7 +20,7 @@ void bench_encoder(const char* name, const sd::ClipTextConfig& config, const cha
   o.dtype = dtype;
   auto backend = sd::make_backend(o);
   const auto t0 = std::chrono::steady_clock::now();
-  std::shared_ptr<const sd::ClipTextModel> model = sd::ClipTextModel::hash_random(config, *backend);
+  std::shared_ptr<sd::ClipTextModel> model = sd::ClipTextModel::hash_random(config, *backend);
   const double build_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const std::vector<int> ids =

@@ -12,14 +12,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
+#include "cli_stream_model.h"
 #include "io/image.h"
-#include "io/safetensors.h"
-#include "models/clip_text.h"
 #include "test_support.h"
 
 namespace sd {
@@ -33,54 +29,12 @@ namespace fs = std::filesystem;
 
 const fs::path kFixtures(SD_FIXTURE_DIR);
 
-// The hash-random text encoder of the stream fixtures as a diffusers text_encoder/ folder.
-void write_text_encoder(const fs::path& dir) {
-  fs::create_directories(dir);
-  auto meta = SafetensorsFile::open((kFixtures / "stream" / "prompt_embeds.safetensors").string())
-                  ->metadata();
-  nlohmann::json cfg = nlohmann::json::parse(meta.at("text_config"));
-  cfg["architectures"] = {"CLIPTextModel"};
-  cfg["model_type"] = "clip_text_model";
-  std::ofstream(dir / "config.json") << cfg.dump(2);
-  const int64_t w = cfg["hidden_size"], inter = cfg["intermediate_size"];
-  const int64_t vocab = cfg["vocab_size"], pos = cfg["max_position_embeddings"];
-  std::map<std::string, Tensor> t;
-  auto add = [&](const std::string& name, Shape shape) {
-    t[name] = ClipTextModel::hash_param(name, shape);
-  };
-  add("text_model.embeddings.token_embedding.weight", {vocab, w});
-  add("text_model.embeddings.position_embedding.weight", {pos, w});
-  for (int i = 0; i < int(cfg["num_hidden_layers"]); ++i) {
-    const std::string l = "text_model.encoder.layers." + std::to_string(i) + ".";
-    for (const char* n : {"layer_norm1", "layer_norm2"}) {
-      add(l + n + ".weight", {w});
-      add(l + n + ".bias", {w});
-    }
-    for (const char* n : {"q_proj", "k_proj", "v_proj", "out_proj"}) {
-      add(l + "self_attn." + n + ".weight", {w, w});
-      add(l + "self_attn." + n + ".bias", {w});
-    }
-    add(l + "mlp.fc1.weight", {inter, w});
-    add(l + "mlp.fc1.bias", {inter});
-    add(l + "mlp.fc2.weight", {w, inter});
-    add(l + "mlp.fc2.bias", {w});
-  }
-  add("text_model.final_layer_norm.weight", {w});
-  add("text_model.final_layer_norm.bias", {w});
-  write_safetensors((dir / "model.safetensors").string(), t);
-}
-
 class CliStream : public testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = fs::temp_directory_path() / ("sd_cli_stream_" + std::to_string(::getpid()));
     fs::remove_all(root_);
-    const fs::path model = root_ / "model";
-    fs::create_directories(model);
-    fs::copy(kFixtures / "stream" / "unet", model / "unet");
-    fs::copy(kFixtures / "tokenizer" / "sd15", model / "tokenizer");
-    fs::copy(kFixtures / "vae" / "tiny" / "vae", model / "vae");
-    write_text_encoder(model / "text_encoder");
+    test::write_tiny_stream_model(root_ / "model");
     // Inputs: two 64x64 frames and a 192x128 image (resized to cover 64x64).
     const fs::path in = root_ / "in";
     fs::create_directories(in);

@@ -279,7 +279,7 @@ void check_full_size_f32(const char* name, const ClipTextConfig& config) {
       fs::path(SD_FIXTURE_DIR) / "tokenizer" / ref.meta("tokenizer")));
   EXPECT_EQ(tokenizer->tokenize_for_model(ref.meta("prompt")), ref.ids);
   auto backend = cpu_backend("f32");
-  std::shared_ptr<const ClipTextModel> model = ClipTextModel::hash_random(config, *backend);
+  std::shared_ptr<ClipTextModel> model = ClipTextModel::hash_random(config, *backend);
   PromptEncoder encoder(tokenizer, model);
   for (int skip = 0; skip < 3; ++skip) {
     const Tensor got = encoder.encode(ref.meta("prompt"), skip);
@@ -332,7 +332,7 @@ ClipTextConfig small_full_vocab_config() {
 
 TEST(ClipTextPromptEncoder, CacheHitReturnsTheSameTensorWithoutEncoding) {
   auto backend = cpu_backend("f32");
-  std::shared_ptr<const ClipTextModel> model =
+  std::shared_ptr<ClipTextModel> model =
       ClipTextModel::hash_random(small_full_vocab_config(), *backend);
   auto tokenizer = std::make_shared<const text::ClipTokenizer>(text::ClipTokenizer::builtin());
   PromptEncoder encoder(tokenizer, model, /*cache_capacity=*/2);
@@ -408,8 +408,7 @@ TEST_F(ClipTextFiles, EncodePromptCommandWritesEmbeddings) {
     return weights[name] = ClipTextModel::hash_param(name, shape);
   };
   auto backend = cpu_backend("f32");
-  std::shared_ptr<const ClipTextModel> model =
-      ClipTextModel::from_params(c, capture, *backend, "hash");
+  std::shared_ptr<ClipTextModel> model = ClipTextModel::from_params(c, capture, *backend, "hash");
   write_safetensors((dir_ / "model" / "text_encoder" / "model.safetensors").string(), weights);
 
   const std::string out = (dir_ / "emb.safetensors").string();

@@ -202,7 +202,7 @@ struct TinyModels {
     cfg.hidden_act = tc["hidden_act"];
     auto tok = std::make_shared<const text::ClipTokenizer>(
         text::ClipTokenizer::from_folder(kFixtures / "tokenizer" / meta.at("tokenizer")));
-    std::shared_ptr<const ClipTextModel> model = ClipTextModel::hash_random(cfg, *backend);
+    std::shared_ptr<ClipTextModel> model = ClipTextModel::hash_random(cfg, *backend);
     text = std::make_unique<PromptEncoder>(tok, model);
   }
 };

@@ -115,6 +115,7 @@ struct RowSpec {
   CfgType cfg = CfgType::Self;
   bool io_threads = false;
   const LatentCodec* codec = nullptr;
+  bool precompute_kv = true;  // StreamSettings::precompute_kv
 };
 
 std::string find_default_taesd() {
@@ -230,6 +231,7 @@ RowResult run_row(const BenchArgs& a, BenchModels& m, const RowSpec& spec, std::
   s.t_index_list = spread_t_index(spec.n);
   s.use_denoising_batch = spec.batch;
   s.cfg_type = spec.cfg;
+  s.precompute_kv = spec.precompute_kv;
   Stream stream(be, *m.unet, codec, nullptr, s);
   stream.prepare_embeddings(m.cond, m.uncond);
   const Image frame = synthetic_frame(a.width, a.height);
@@ -284,39 +286,6 @@ RowResult run_row(const BenchArgs& a, BenchModels& m, const RowSpec& spec, std::
   }
   summarize(r, std::move(total), std::move(pre), std::move(unet), std::move(post));
   return r;
-}
-
-// Median ms of one UNet pass over `rows` rows with the cross-attention K/V projected from the
-// prompt embeddings inside the pass (first) and with the K/V cache (second).
-std::pair<double, double> unet_pass_ms_without_with_kv(const BenchArgs& a, BenchModels& m,
-                                                       int64_t rows) {
-  Backend& be = *m.backend;
-  const int64_t lh = a.height / 8, lw = a.width / 8, tokens = m.cond.dim(0);
-  const int64_t dim = m.cond.dim(1), ch = m.unet->config().in_channels;
-  Tensor ehs_host = Tensor::host(Shape{rows, tokens, dim}, DType::F32);
-  for (int64_t r = 0; r < rows; ++r)
-    std::copy_n(m.cond.data_as<float>(), tokens * dim,
-                ehs_host.data_as<float>() + r * tokens * dim);
-  const Tensor x_host = hash_host_tensor("bench.latent", Shape{rows, lh, lw, ch}, 1.f);
-  const std::vector<float> t(size_t(rows), 500.f);
-  const UNetKVCache kv = m.unet->precompute_kv(be.upload(ehs_host));
-  const int passes = std::max(a.frames, 3);
-  auto time_pass = [&](bool cached) {
-    std::vector<double> ms;
-    for (int k = 0; k <= passes; ++k) {
-      const auto t0 = Clock::now();
-      {
-        Tensor x = be.upload(x_host);
-        Tensor out =
-            cached ? m.unet->forward(x, t, kv) : m.unet->forward(x, t, be.upload(ehs_host));
-        be.synchronize();
-      }
-      if (k > 0) ms.push_back(ms_between(t0, Clock::now()));  // pass 0 is the warm-up
-    }
-    return median(ms);
-  };
-  const double without = time_pass(false);
-  return {without, time_pass(true)};
 }
 
 void print_table(const char* title, const std::vector<RowResult>& rows) {
@@ -400,21 +369,9 @@ void run_bench(const BenchArgs& a) {
                   "no vae/ (needs --model with a vae/ folder)"};
       rows.push_back(r);
     }
-    {
-      // The Stream always uses its K/V cache; this row adds the measured per-pass cost of the
-      // cross-attention K/V projections (UNet with vs without the cache, same batch rows).
-      RowResult r = rows.front();
-      r.label = "without K/V precompute";
-      const auto [without, with] = unet_pass_ms_without_with_kv(a, m, N);  // self: n rows
-      const double extra = std::max(0.0, without - with);  // noise can make it negative
-      r.min_ms += extra, r.median_ms += extra, r.unet_ms += extra;
-      char note[160];
-      std::snprintf(note, sizeof note,
-                    "(full + %.1f ms: UNet pass of %d rows %.1f ms without the cache, %.1f with)",
-                    extra, N, without, with);
-      r.note = note;
-      rows.push_back(r);
-    }
+    RowSpec plain_kv = full;  // every UNet pass projects the prompt's K/V itself
+    plain_kv.precompute_kv = false;
+    rows.push_back(run_row(a, m, plain_kv, "without K/V precompute"));
     RowSpec seq = full;
     seq.batch = false;
     rows.push_back(run_row(a, m, seq, "without batching (sequential)"));

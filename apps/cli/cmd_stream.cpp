@@ -1,34 +1,46 @@
-// `streamdiff img2img` and `streamdiff txt2img`: the StreamDiffusion pipeline on images.
+// `streamdiff img2img`, `vid2vid` and `txt2img`: the StreamDiffusion pipeline on images/video.
 //
-// img2img takes one image or a folder of images (PNG / JPEG, in file-name order) and writes one
-// output per input (a folder in -> the same file names in the output folder). Frames go through
-// the threaded runner (read -> decode + resize_cover -> Stream -> encode + write) with the Block
-// policy, so every frame is processed in order. Before the first frame the stream is warmed up
-// with that frame (len(t_index_list) - 1 calls in batched mode, as the original's examples do);
-// with Stream Batch, output k still shows input k - (n - 1) (the pipeline's lag).
+// img2img takes one image, a folder of images (PNG / JPEG, in file-name order) or a video file
+// and writes one output per input: an image, a folder (a folder in -> the same file names; a
+// video in -> frame_000000.png, ...) or a video file at the input's frame rate (stream_io.h).
+// vid2vid is img2img with positional IN OUT. Frames go through the threaded runner
+// (read/decode -> resize_cover -> Stream -> encode + write) with the Block policy, so every
+// frame is processed in order. With --live the input is played as a live source: frame k is
+// offered at k / fps seconds after the start, and the runner's DropOldest policy (queues of one
+// frame) discards the oldest waiting frame whenever the denoiser is slower.
+// Before the first frame the stream is warmed up with that frame (len(t_index_list) - 1 calls
+// in batched mode, as the original's examples do); with Stream Batch, output k still shows
+// input k - (n - 1) (the pipeline's lag).
 // txt2img writes --frames images (out.png, or out_000.png, out_001.png, ... for several).
 //
-// The model folder is a diffusers layout: unet/, text_encoder/, tokenizer/, and vae/ unless
-// --taesd names a TAESD folder (then vae/ is not read).
+// --model is a diffusers folder (unet/, text_encoder/, tokenizer/, and vae/ unless --taesd
+// names a TAESD folder, then vae/ is not read) or a single-file LDM checkpoint (.safetensors;
+// the built-in CLIP vocabulary). --lora PATH[:SCALE] fuses LoRA files (e.g. LCM-LoRA) into the
+// UNet and text encoder after loading, in the order given.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "commands.h"
 #include "core/error.h"
 #include "io/image.h"
 #include "models/autoencoder_kl.h"
+#include "models/ldm_checkpoint.h"
+#include "models/lora.h"
 #include "models/prompt_encoder.h"
 #include "models/taesd.h"
 #include "models/unet.h"
 #include "pipeline/autoencoder_kl_codec.h"
 #include "pipeline/stream.h"
 #include "pipeline/stream_runner.h"
+#include "stream_io.h"
 
 namespace sd::cli {
 
@@ -38,6 +50,8 @@ namespace fs = std::filesystem;
 
 struct StreamArgs {
   std::string model, taesd, input, output, prompt, negative;
+  std::vector<std::string> loras;  // PATH or PATH:SCALE
+  bool lora_allow_unmatched = false;
   std::vector<int> t_index{32, 45};
   int steps = 50;
   std::string cfg = "self";
@@ -49,7 +63,10 @@ struct StreamArgs {
   int ssf_max_skip = 10;
   bool ssf = false;
   int frames = 1;
-  bool turbo = false;  // txt2img: the original's one-step txt2img_sd_turbo
+  bool turbo = false;      // txt2img: the original's one-step txt2img_sd_turbo
+  bool live = false;       // img2img / vid2vid: play the input in real time, drop the oldest
+  std::string fps = "30";  // frame rate of image inputs ("30", "30000/1001")
+  bool fps_given = false;
   BackendOptions backend;
 };
 
@@ -92,36 +109,104 @@ StreamSettings settings_from(const StreamArgs& a) {
   return s;
 }
 
+bool is_single_file(const StreamArgs& a) {
+  return fs::is_regular_file(a.model);
+}
+
 void check_model_folder(const StreamArgs& a) {
+  if (is_single_file(a)) {
+    SD_CHECK(fs::path(a.model).extension() == ".safetensors", "--model '", a.model,
+             "' is not a .safetensors checkpoint or a diffusers model folder (pickle .ckpt files "
+             "are not loaded: convert them to .safetensors)");
+    return;
+  }
   SD_CHECK(fs::is_directory(a.model), "--model '", a.model,
-           "' is not a folder (a diffusers model folder with unet/, text_encoder/, tokenizer/)");
+           "' is not a folder (a diffusers model folder with unet/, text_encoder/, tokenizer/) "
+           "or a single-file .safetensors checkpoint");
   SD_CHECK(!a.taesd.empty() || fs::is_directory(fs::path(a.model) / "vae"), "'", a.model,
            "' has no vae/ folder: give a TAESD folder with --taesd");
+}
+
+// "path" or "path:scale" (the last ':' followed by a number).
+std::pair<std::string, float> parse_lora(const std::string& spec) {
+  const size_t colon = spec.rfind(':');
+  if (colon != std::string::npos && colon + 1 < spec.size()) {
+    const std::string tail = spec.substr(colon + 1);
+    char* end = nullptr;
+    const float scale = std::strtof(tail.c_str(), &end);
+    if (end && *end == '\0') {
+      SD_CHECK(std::isfinite(scale), "--lora '", spec, "': scale is not a finite number");
+      return {spec.substr(0, colon), scale};
+    }
+  }
+  return {spec, 1.f};
+}
+
+void fuse_loras(const StreamArgs& a, LoadedModels& m) {
+  for (const std::string& spec : a.loras) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto [path, scale] = parse_lora(spec);
+    const LoraFile lora = LoraFile::load(path);
+    const LoraFuseReport r = fuse_lora(lora, scale, m.unet.get(), &m.text->model_for_update(),
+                                       a.lora_allow_unmatched, path);
+    std::printf("fused LoRA %s (scale %g): %d UNet and %d text-encoder weights in %.0f ms\n",
+                path.c_str(), double(scale), r.unet_layers, r.text_layers, ms_since(t0));
+    if (!r.unmatched.empty())
+      std::printf("  %zu LoRA layers matched no weight and were left out (first: %s)\n",
+                  r.unmatched.size(), r.unmatched.front().c_str());
+  }
 }
 
 LoadedModels load_models(const StreamArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   LoadedModels m;
   m.backend = make_backend(a.backend);
-  m.unet = UNet::load(a.model, *m.backend);
+  std::unique_ptr<LdmCheckpoint> ckpt;
+  if (is_single_file(a)) {
+    ckpt = LdmCheckpoint::open(a.model);
+    m.unet = ckpt->load_unet(*m.backend);
+  } else {
+    m.unet = UNet::load(a.model, *m.backend);
+  }
   m.text = PromptEncoder::load(a.model, *m.backend);
   if (!a.taesd.empty()) {
     m.taesd = Taesd::load(a.taesd, *m.backend);
     m.codec = std::make_unique<TaesdCodec>(*m.taesd);
   } else {
-    m.vae = AutoencoderKL::load(a.model, *m.backend);
+    m.vae = ckpt ? ckpt->load_vae(*m.backend) : AutoencoderKL::load(a.model, *m.backend);
     m.codec = std::make_unique<AutoencoderKLCodec>(*m.vae);
   }
   std::printf("loaded %s (%s VAE) in %.0f ms\n", a.model.c_str(),
               a.taesd.empty() ? "AutoencoderKL" : "TAESD", ms_since(t0));
+  fuse_loras(a, m);
   return m;
 }
 
-bool is_image_file(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+// "30", "12.5" or "30000/1001" as a fraction.
+Rational parse_fps(const std::string& text) {
+  Rational r;
+  try {
+    size_t used = 0, used_den = 0;
+    const size_t slash = text.find('/');
+    if (slash != std::string::npos) {
+      const int num = std::stoi(text.substr(0, slash), &used);
+      const int den = std::stoi(text.substr(slash + 1), &used_den);
+      if (used == slash && used_den == text.size() - slash - 1) r = {num, den};
+    } else {
+      const double v = std::stod(text, &used);
+      if (used == text.size() && v > 0 && v < 1e6) {
+        r = {int(std::lround(v * 1000)), 1000};
+        for (int d : {1, 2, 4, 5, 10, 100})  // the simplest exact form: 12.5 -> 25/2
+          if (std::abs(v * d - std::round(v * d)) < 1e-9) {
+            r = {int(std::lround(v * d)), d};
+            break;
+          }
+      }
+    }
+  } catch (const std::logic_error&) {  // std::stoi / std::stod: not a number, out of range
+  }
+  SD_CHECK(r.valid(), "--fps '", text, "' is not a frame rate (e.g. 30, 12.5 or 30000/1001)");
+  return r;
 }
 
 // Row `row` of a Stream output [f, H, W, 3] (host f32 in [0, 1]) as an 8-bit image.
@@ -153,24 +238,12 @@ void print_summary(const StreamRunStats& s) {
 void run_img2img(const StreamArgs& a) {
   const StreamSettings settings = settings_from(a);
   check_model_folder(a);
-  std::vector<fs::path> inputs;
-  std::vector<fs::path> outputs;
-  if (fs::is_directory(a.input)) {
-    for (const auto& e : fs::directory_iterator(a.input))
-      if (e.is_regular_file() && is_image_file(e.path())) inputs.push_back(e.path());
-    std::sort(inputs.begin(), inputs.end());
-    SD_CHECK(!inputs.empty(), "--input folder '", a.input, "' has no .png / .jpg images");
-    SD_CHECK(!fs::exists(a.output) || fs::is_directory(a.output), "--output '", a.output,
-             "' must be a folder when --input is a folder");
-    fs::create_directories(a.output);
-    for (const fs::path& p : inputs) outputs.push_back(fs::path(a.output) / p.filename());
-  } else {
-    SD_CHECK(fs::is_regular_file(a.input), "--input '", a.input,
-             "' is neither a file nor a folder");
-    SD_CHECK(is_image_file(a.output), "--output '", a.output, "' must end in .png, .jpg or .jpeg");
-    inputs.push_back(a.input);
-    outputs.push_back(a.output);
-  }
+  const Rational image_fps = parse_fps(a.fps);
+  std::unique_ptr<FrameSource> source = open_source(a.input, image_fps);
+  SD_CHECK(!(a.fps_given && source->is_video()), "--fps is for image inputs; the video '", a.input,
+           "' keeps its own frame rate (", source->fps().num, "/", source->fps().den, ")");
+  std::unique_ptr<FrameSink> sink = open_sink(a.output, *source, a.width, a.height, a.live);
+  std::printf("input %s\n", source->describe().c_str());
 
   LoadedModels m = load_models(a);
   Stream stream(*m.backend, *m.unet, *m.codec, m.text.get(), settings);
@@ -178,17 +251,23 @@ void run_img2img(const StreamArgs& a) {
   stream.prepare(a.prompt, a.negative);
   std::printf("prepared %dx%d, t_index_list of %zu, cfg %s in %.0f ms\n", a.width, a.height,
               a.t_index.size(), a.cfg.c_str(), ms_since(t0));
+  std::fflush(stdout);
 
   const int warmup = settings.use_denoising_batch ? int(a.t_index.size()) - 1 : 0;
+  const Rational fps = source->fps();
+  std::chrono::steady_clock::time_point live_start;
   StreamStages stages;
   stages.read = [&](Frame& f) {
-    if (f.index >= int64_t(inputs.size())) return false;
-    f.name = inputs[size_t(f.index)].filename().string();
-    f.path = inputs[size_t(f.index)].string();
+    if (!source->next(f)) return false;
+    if (a.live) {  // offer frame k at k / fps seconds, as a camera would deliver it
+      if (f.index == 0) live_start = std::chrono::steady_clock::now();
+      std::this_thread::sleep_until(
+          live_start + std::chrono::microseconds(f.index * 1000000LL * fps.den / fps.num));
+    }
     return true;
   };
   stages.preprocess = [&](Frame& f) {
-    f.tensor = image_to_tensor(resize_cover(read_image(f.path), a.width, a.height));
+    f.tensor = image_to_tensor(resize_cover(take_input_image(f), a.width, a.height));
   };
   stages.denoise = [&](Frame& f) {
     if (f.index == 0)
@@ -197,26 +276,24 @@ void run_img2img(const StreamArgs& a) {
     f.tensor = stream.img2img_tensor(f.tensor);
     f.skipped = stream.skipped_frames() > skipped_before;
   };
-  stages.write = [&](Frame& f) {
-    write_image(outputs[size_t(f.index)].string(), output_image(f.tensor, 0));
-  };
+  stages.write = [&](Frame& f) { sink->write(f, output_image(f.tensor, 0)); };
   StreamRunOptions options;
-  options.input_policy = QueuePolicy::Block;
-  options.on_frame = [&](const Frame& f, const StreamRunStats& s) {
-    std::printf("\rframe %lld/%zu  %.2f fps", static_cast<long long>(f.index + 1), inputs.size(),
-                s.fps);
-    std::fflush(stdout);
-  };
+  options.input_policy = a.live ? QueuePolicy::DropOldest : QueuePolicy::Block;
+  if (a.live) options.queue_capacity = 1;  // the denoiser gets the freshest frame
+  ProgressLine progress(source->estimated_count());
+  options.on_frame = [&](const Frame& f, const StreamRunStats& s) { progress.frame(f, s); };
   const StreamRunStats stats = run_stream(stages, options);
-  std::printf("\n");
+  progress.finish();
+  sink->close();
   print_summary(stats);
+  std::printf("wrote %s\n", sink->describe().c_str());
 }
 
 void run_txt2img(const StreamArgs& a) {
   const StreamSettings settings = settings_from(a);
   check_model_folder(a);
   SD_CHECK(a.frames >= 1, "--frames must be at least 1, got ", a.frames);
-  SD_CHECK(is_image_file(a.output), "--output '", a.output, "' must end in .png, .jpg or .jpeg");
+  SD_CHECK(is_image_path(a.output), "--output '", a.output, "' must end in .png, .jpg or .jpeg");
   LoadedModels m = load_models(a);
   Stream stream(*m.backend, *m.unet, *m.codec, m.text.get(), settings);
   stream.prepare(a.prompt, a.negative);
@@ -234,20 +311,26 @@ void run_txt2img(const StreamArgs& a) {
       path = out.parent_path() / (out.stem().string() + suffix + out.extension().string());
     }
     write_image(path.string(), output_image(images, 0));
-    std::printf("\rframe %d/%d  %.1f ms", k + 1, a.frames, ms.back());
-    std::fflush(stdout);
+    std::fprintf(stderr, "\rframe %d/%d  %.1f ms", k + 1, a.frames, ms.back());
+    std::fflush(stderr);
   }
+  std::fprintf(stderr, "\n");
   double mean = 0;
   for (double v : ms) mean += v / double(ms.size());
-  std::printf("\nframes %d; latency mean %.1f ms, p50 %.1f ms, p99 %.1f ms\n", a.frames, mean,
+  std::printf("frames %d; latency mean %.1f ms, p50 %.1f ms, p99 %.1f ms\n", a.frames, mean,
               percentile(ms, 50), percentile(ms, 99));
 }
 
 // Options shared by both subcommands.
 void add_stream_options(CLI::App& cmd, StreamArgs& a) {
   cmd.add_option("--model", a.model,
-                 "Diffusers model folder (unet/, text_encoder/, tokenizer/, vae/)")
+                 "Diffusers model folder (unet/, text_encoder/, tokenizer/, vae/) or a "
+                 "single-file .safetensors checkpoint (SD 1.x / 2.x)")
       ->required();
+  cmd.add_option("--lora", a.loras,
+                 "LoRA file to fuse, PATH or PATH:SCALE (repeatable; e.g. LCM-LoRA for SD 1.5)");
+  cmd.add_flag("--lora-allow-unmatched", a.lora_allow_unmatched,
+               "Fuse a LoRA even when some of its layers match no weight (they are listed)");
   cmd.add_option("--taesd", a.taesd, "TAESD folder to use instead of the model's vae/");
   cmd.add_option("--prompt", a.prompt, "Prompt")->required();
   cmd.add_option("--negative", a.negative, "Negative prompt (cfg full / initialize)");
@@ -267,22 +350,50 @@ void add_stream_options(CLI::App& cmd, StreamArgs& a) {
   add_backend_options(cmd, a.backend);
 }
 
+// Options of img2img and vid2vid besides the input and output.
+void add_img2img_options(CLI::App& cmd, const std::shared_ptr<StreamArgs>& a) {
+  add_stream_options(cmd, *a);
+  cmd.add_option("--ssf-threshold", a->ssf_threshold,
+                 "Turn the similarity filter on with this threshold (e.g. 0.98)")
+      ->each([a](const std::string&) { a->ssf = true; });
+  cmd.add_option("--ssf-max-skip", a->ssf_max_skip,
+                 "Similarity filter: most consecutive frames skipped")
+      ->capture_default_str();
+  cmd.add_flag("--live", a->live,
+               "Play the input as a live source at its frame rate; frames the denoiser cannot "
+               "keep up with are dropped (oldest first) and counted");
+  cmd.add_option("--fps", a->fps,
+                 "Frame rate of image inputs, for a video output and --live (a video input "
+                 "keeps its own)")
+      ->each([a](const std::string&) { a->fps_given = true; })
+      ->capture_default_str();
+}
+
 }  // namespace
 
 void register_stream(CLI::App& app) {
   auto img = std::make_shared<StreamArgs>();
-  CLI::App* i2i = app.add_subcommand("img2img", "StreamDiffusion img2img on an image or a folder");
-  add_stream_options(*i2i, *img);
-  i2i->add_option("--input", img->input, "Input image or folder of images")->required();
-  i2i->add_option("--output", img->output, "Output image, or folder for a folder input")
+  CLI::App* i2i = app.add_subcommand(
+      "img2img", "StreamDiffusion img2img on an image, a folder of images or a video");
+  add_img2img_options(*i2i, img);
+  i2i->add_option("--input", img->input, "Input image, folder of images, or video file")
       ->required();
-  i2i->add_option("--ssf-threshold", img->ssf_threshold,
-                  "Turn the similarity filter on with this threshold (e.g. 0.98)")
-      ->each([img](const std::string&) { img->ssf = true; });
-  i2i->add_option("--ssf-max-skip", img->ssf_max_skip,
-                  "Similarity filter: most consecutive frames skipped")
-      ->capture_default_str();
+  i2i->add_option("--output", img->output,
+                  "Output image (image input), folder, or video file (.mp4 .mkv .mov .avi .webm)")
+      ->required();
   i2i->callback([img] { run_img2img(*img); });
+
+  auto vid = std::make_shared<StreamArgs>();
+  CLI::App* v2v = app.add_subcommand(
+      "vid2vid", "StreamDiffusion img2img on a video: IN OUT, the output at the input's fps");
+  add_img2img_options(*v2v, vid);
+  v2v->add_option("input", vid->input, "Input video file")->required();
+  v2v->add_option("output", vid->output, "Output video file, or folder of PNG frames")->required();
+  v2v->callback([vid] {
+    SD_CHECK(is_video_path(vid->input) && !fs::is_directory(vid->input), "vid2vid: '", vid->input,
+             "' is not a video file (.mp4 .mkv .mov .avi .webm .gif ...); use img2img");
+    run_img2img(*vid);
+  });
 
   auto txt = std::make_shared<StreamArgs>();
   CLI::App* t2i = app.add_subcommand("txt2img", "StreamDiffusion txt2img");

@@ -15,7 +15,7 @@ void register_taesd(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_encode_prompt(CLI::App& app);
 void register_info(CLI::App& app);
-void register_stream(CLI::App& app);  // img2img, txt2img
+void register_stream(CLI::App& app);  // img2img, vid2vid, txt2img
 void register_bench(CLI::App& app);
 
 }  // namespace sd::cli

@@ -74,6 +74,11 @@ class Backend {
   virtual Weight conv_weight(const Tensor& oihw) = 0;      // [out, in, kh, kw]
   virtual Weight linear_weight(const Tensor& out_in) = 0;  // [out, in]
   virtual Weight vector(const Tensor& v) = 0;              // bias / norm parameters -> f32
+  // Overwrites the values of a conv or linear weight made by conv_weight / linear_weight with
+  // `host` (same shape and layout as it was made from: [out, in, kh, kw] or [out, in]), in place:
+  // every copy of `w` sees the new values, and packed forms are dropped (rebuilt at next use).
+  // For LoRA fusing. Synchronizes.
+  virtual void update_weight(const Weight& w, const Tensor& host) = 0;
 
   // ---- kernels ----------------------------------------------------------------------------
   // y = act(conv(x, w) + bias + residual); x [N, H, W, Cin], y [N, Ho, Wo, Cout].

@@ -1,6 +1,7 @@
 #include "core/machine.h"
 
 #include <fstream>
+#include <sstream>
 
 namespace sd {
 
@@ -11,6 +12,33 @@ std::string cpu_model_name() {
     if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos)
       return line.substr(line.find(':') + 2);
   return "unknown CPU";
+}
+
+ProcessMemory process_memory() {
+  ProcessMemory m;
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  // Lines look like "VmRSS:\t  123456 kB".
+  auto kib_of = [](const std::string& l) -> int64_t {
+    std::istringstream in(l.substr(l.find(':') + 1));
+    int64_t v = -1;
+    std::string unit;
+    if (!(in >> v >> unit) || unit != "kB") return -1;
+    return v * 1024;
+  };
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) m.rss = kib_of(line);
+    if (line.rfind("VmHWM:", 0) == 0) m.peak_rss = kib_of(line);
+  }
+  return m;
+}
+
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  if (!f) return false;
+  f << "5";
+  f.flush();
+  return bool(f);
 }
 
 }  // namespace sd

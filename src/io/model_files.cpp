@@ -17,8 +17,7 @@ std::string find_component_weights(const fs::path& dir, const std::string& stem,
     if (is_file(dir / name)) return (dir / name).string();
   for (const std::string& name :
        {stem + ".safetensors.index.json", stem + ".fp16.safetensors.index.json"})
-    SD_CHECK(!is_file(dir / name), what, " '", dir.string(), "' holds sharded weights (", name,
-             "); sharded files are not supported yet: merge them into one .safetensors");
+    if (is_file(dir / name)) return (dir / name).string();
   for (const std::string& name :
        {stem + ".bin", stem + ".fp16.bin", std::string("pytorch_model.bin"), stem + ".ckpt"})
     SD_CHECK(!is_file(dir / name), what, " '", dir.string(), "' holds PyTorch pickle weights (",
@@ -26,7 +25,7 @@ std::string find_component_weights(const fs::path& dir, const std::string& stem,
              "), which are not loaded; convert them to .safetensors (e.g. diffusers' "
              "save_pretrained(safe_serialization=True))");
   fail(what, " '", dir.string(), "' has neither ", stem, ".safetensors nor ", stem,
-       ".fp16.safetensors");
+       ".fp16.safetensors (nor a .safetensors.index.json of sharded weights)");
 }
 
 fs::path component_dir(const fs::path& dir, const char* sub) {

@@ -10,9 +10,10 @@ namespace sd {
 bool is_file(const std::filesystem::path& p);
 
 // The weights of a component folder: `<stem>.safetensors`, else the `<stem>.fp16.safetensors`
-// variant (stem "diffusion_pytorch_model" for diffusers parts, "model" for transformers ones).
-// Sharded weights (an .index.json) and PyTorch pickles (.bin) get errors saying so; `what` names
-// the part in messages ("UNet folder").
+// variant, else sharded weights: the index `<stem>.safetensors.index.json`, else
+// `<stem>.fp16.safetensors.index.json` (open the result with SafetensorsSet). Stem
+// "diffusion_pytorch_model" for diffusers parts, "model" for transformers ones. PyTorch pickles
+// (.bin) get an error saying so; `what` names the part in messages ("UNet folder").
 std::string find_component_weights(const std::filesystem::path& dir, const std::string& stem,
                                    const std::string& what);
 

@@ -7,7 +7,7 @@
 
 #include "io/json_config.h"
 #include "io/model_files.h"
-#include "io/safetensors.h"
+#include "io/safetensors_set.h"
 #include "models/unet.h"
 #include "models/unet_blocks.h"
 
@@ -102,10 +102,10 @@ struct Stage {
   UNetConv resample;  // encoder: 4x4 stride 2 pad 1 (see the header); decoder: 3x3 after 2x
 };
 
-// A weight source over one safetensors file that remembers what was read.
+// A weight source over one safetensors file or sharded weights that remembers what was read.
 class VaeFileWeights : public UNetWeightSource {
  public:
-  explicit VaeFileWeights(const std::string& path) : file_(SafetensorsFile::open(path)) {}
+  explicit VaeFileWeights(const std::string& path) : file_(SafetensorsSet::open(path)) {}
   Tensor get(const std::string& name, const Shape& expect) override {
     SD_CHECK(file_->contains(name), "'", file_->path(), "': missing tensor '", name, "' ",
              expect.str(), " (does the VAE config match the weights?)");
@@ -117,10 +117,10 @@ class VaeFileWeights : public UNetWeightSource {
       SD_CHECK(used_.count(e.name), "'", file_->path(), "': unexpected tensor '", e.name, "' ",
                e.shape.str(), " (the VAE config does not use it; do config and weights match?)");
   }
-  std::string describe() const override { return file_->path(); }
+  std::string describe() const override { return file_->describe(); }
 
  private:
-  std::unique_ptr<SafetensorsFile> file_;
+  std::unique_ptr<SafetensorsSet> file_;
   std::set<std::string> used_;
 };
 

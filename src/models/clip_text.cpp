@@ -8,7 +8,7 @@
 #include "core/hash_random.h"
 #include "io/json_config.h"
 #include "io/model_files.h"
-#include "io/safetensors.h"
+#include "io/safetensors_set.h"
 
 namespace sd {
 
@@ -100,7 +100,7 @@ DType float_dtype_of(const SafetensorsEntry& e, const std::string& file) {
 }
 
 // An owned host copy of `name` in its stored dtype, checked against `shape`.
-Tensor load_native(const SafetensorsFile& f, const std::string& name, const Shape& shape) {
+Tensor load_native(const SafetensorsSet& f, const std::string& name, const Shape& shape) {
   SD_CHECK(f.contains(name), "'", f.path(), "': missing tensor '", name, "' (expected shape ",
            shape.str(), ")");
   return f.load(name, float_dtype_of(f.entry(name), f.path()), shape);
@@ -108,7 +108,7 @@ Tensor load_native(const SafetensorsFile& f, const std::string& name, const Shap
 
 // Transformers names inside a file under `prefix` ("" or "cond_stage_model.transformer." with or
 // without "text_model.").
-ClipTextParamSource transformers_source(std::shared_ptr<SafetensorsFile> file, std::string prefix,
+ClipTextParamSource transformers_source(std::shared_ptr<SafetensorsSet> file, std::string prefix,
                                         bool has_text_model) {
   return [file, prefix, has_text_model](const std::string& name, const Shape& shape) {
     std::string stored = has_text_model ? name : name.substr(std::string("text_model.").size());
@@ -118,7 +118,7 @@ ClipTextParamSource transformers_source(std::shared_ptr<SafetensorsFile> file, s
 
 // OpenCLIP names (SD 2.x single files) under `prefix`; q/k/v are row blocks of the fused
 // in_proj_weight / in_proj_bias ([3W, W] / [3W], in that order).
-ClipTextParamSource openclip_source(std::shared_ptr<SafetensorsFile> file, std::string prefix) {
+ClipTextParamSource openclip_source(std::shared_ptr<SafetensorsSet> file, std::string prefix) {
   // The current layer's fused weight and bias (each is asked for three times in a row of six).
   auto fused_cache = std::make_shared<std::map<std::string, Tensor>>();
   return [file, prefix, fused_cache](const std::string& name, const Shape& shape) -> Tensor {
@@ -165,7 +165,7 @@ ClipTextParamSource openclip_source(std::shared_ptr<SafetensorsFile> file, std::
   };
 }
 
-int count_prefixed(const SafetensorsFile& f, const std::string& prefix, const std::string& suffix) {
+int count_prefixed(const SafetensorsSet& f, const std::string& prefix, const std::string& suffix) {
   int n = 0;
   while (f.contains(prefix + std::to_string(n) + suffix)) ++n;
   return n;
@@ -173,7 +173,7 @@ int count_prefixed(const SafetensorsFile& f, const std::string& prefix, const st
 
 // A config from the shapes in a single file (no config.json): `tok` / `pos` are the embedding
 // tensors, `fc1` the first layer's fc1 / c_fc weight.
-ClipTextConfig infer_config(const SafetensorsFile& f, const std::string& tok,
+ClipTextConfig infer_config(const SafetensorsSet& f, const std::string& tok,
                             const std::string& pos, const std::string& fc1, int layers,
                             bool openclip) {
   for (const std::string* n : {&tok, &pos, &fc1})
@@ -257,8 +257,14 @@ std::unique_ptr<ClipTextModel> ClipTextModel::from_params(const ClipTextConfig& 
     return t;
   };
   auto linear = [&](const std::string& name, const Shape& shape, float factor = 1.f) {
-    return backend.linear_weight(factor == 1.f ? get(name, shape) : scaled(name, shape, factor));
+    Weight w =
+        backend.linear_weight(factor == 1.f ? get(name, shape) : scaled(name, shape, factor));
+    // Registered for LoRA by module name ("...self_attn.q_proj"), with its load-time factor.
+    m->lora_.add(name.substr(0, name.size() - std::string(".weight").size()), w, shape, shape,
+                 factor);
+    return w;
   };
+  m->lora_.set_base(params, m->source_);
   auto vec = [&](const std::string& name, int64_t n, float factor = 1.f) {
     return backend.vector(factor == 1.f ? get(name, {n}) : scaled(name, {n}, factor));
   };
@@ -304,14 +310,14 @@ std::unique_ptr<ClipTextModel> ClipTextModel::load(const std::string& path, Back
     ClipTextConfig c =
         config ? *config : ClipTextConfig::from_json_file((dir / "config.json").string());
     const std::string weights = find_component_weights(dir, "model", "text encoder folder");
-    std::shared_ptr<SafetensorsFile> file = SafetensorsFile::open(weights);
+    std::shared_ptr<SafetensorsSet> file = SafetensorsSet::open(weights);
     return from_params(c, transformers_source(file, "", true), backend, weights);
   }
   SD_CHECK(p.extension() == ".safetensors", "'", path,
            "' is not a .safetensors file or a model folder (pickle checkpoints are not "
            "supported; convert them to safetensors)");
-  std::shared_ptr<SafetensorsFile> file = SafetensorsFile::open(path);
-  const SafetensorsFile& f = *file;
+  std::shared_ptr<SafetensorsSet> file = SafetensorsSet::open(path);
+  const SafetensorsSet& f = *file;
 
   const std::string sd2 = "cond_stage_model.model.";
   if (f.contains(sd2 + "token_embedding.weight")) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "models/lora_targets.h"
 
 namespace sd {
 
@@ -86,6 +87,8 @@ class ClipTextModel {
   // True when the weights came with OpenCLIP names (an SD 2.x single file).
   bool openclip_names() const { return openclip_names_; }
   Backend& backend() const { return backend_; }
+  // The q/k/v/out_proj and fc1/fc2 weights by transformers module name, for LoRA (lora.h).
+  LoraTargets& lora_targets() { return lora_; }
 
   // ids: batch rows of L token ids each (1 <= L <= max_position_embeddings, ids < vocab_size).
   // Returns [batch, L, hidden_size] in the backend's compute dtype on its device.
@@ -114,6 +117,7 @@ class ClipTextModel {
   Tensor position_embedding_;  // host f32 [max_positions, width]
   std::vector<Layer> layers_;
   Weight final_gamma_, final_beta_;
+  LoraTargets lora_;
 };
 
 }  // namespace sd

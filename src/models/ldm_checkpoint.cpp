@@ -229,6 +229,9 @@ std::string ldm_vae_tensor_name(const std::string& name, int num_blocks) {
 LdmUNetWeights::LdmUNetWeights(const SafetensorsFile& file, UNetConfig config)
     : file_(file), config_(std::move(config)) {}
 
+LdmUNetWeights::LdmUNetWeights(std::shared_ptr<const SafetensorsFile> file, UNetConfig config)
+    : keep_(std::move(file)), file_(*keep_), config_(std::move(config)) {}
+
 std::string LdmUNetWeights::describe() const {
   return file_.path() + " (LDM single file, model.diffusion_model.*)";
 }
@@ -393,8 +396,7 @@ UNetConfig LdmCheckpoint::default_unet_config() const {
 
 std::unique_ptr<UNet> LdmCheckpoint::load_unet(Backend& backend, const UNetConfig* config) const {
   const UNetConfig c = config ? *config : default_unet_config();
-  LdmUNetWeights weights(*file_, c);
-  return UNet::create(c, weights, backend);
+  return UNet::create(c, std::make_shared<LdmUNetWeights>(file_, c), backend);
 }
 
 AutoencoderKLConfig LdmCheckpoint::default_vae_config() const {

@@ -145,7 +145,7 @@ class LdmCheckpoint {
 
  private:
   LdmCheckpoint() = default;
-  std::unique_ptr<SafetensorsFile> file_;
+  std::shared_ptr<SafetensorsFile> file_;
   LdmCheckpointInfo info_;
 };
 
@@ -153,11 +153,14 @@ class LdmCheckpoint {
 class LdmUNetWeights : public UNetWeightSource {
  public:
   LdmUNetWeights(const SafetensorsFile& file, UNetConfig config);
+  // The same, keeping the file open for as long as this source lives (for LoRA fusing).
+  LdmUNetWeights(std::shared_ptr<const SafetensorsFile> file, UNetConfig config);
   Tensor get(const std::string& name, const Shape& expect) override;
   void check_all_used() const override;  // every model.diffusion_model.* tensor
   std::string describe() const override;
 
  private:
+  std::shared_ptr<const SafetensorsFile> keep_;
   const SafetensorsFile& file_;
   UNetConfig config_;
   std::set<std::string> used_;

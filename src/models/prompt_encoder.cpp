@@ -7,14 +7,14 @@ namespace sd {
 namespace fs = std::filesystem;
 
 PromptEncoder::PromptEncoder(std::shared_ptr<const text::ClipTokenizer> tokenizer,
-                             std::shared_ptr<const ClipTextModel> model, size_t cache_capacity)
+                             std::shared_ptr<ClipTextModel> model, size_t cache_capacity)
     : tokenizer_(std::move(tokenizer)), model_(std::move(model)), capacity_(cache_capacity) {
   SD_CHECK(tokenizer_ && model_, "PromptEncoder needs a tokenizer and a text encoder");
   SD_CHECK(capacity_ >= 1, "PromptEncoder: the cache capacity must be at least 1");
 }
 
 std::unique_ptr<PromptEncoder> PromptEncoder::load(const std::string& path, Backend& backend) {
-  std::shared_ptr<const ClipTextModel> model = ClipTextModel::load(path, backend);
+  std::shared_ptr<ClipTextModel> model = ClipTextModel::load(path, backend);
   fs::path p = fs::absolute(path).lexically_normal();
   if (p.filename().empty()) p = p.parent_path();  // "folder/" -> "folder"
   fs::path tokenizer_dir;
@@ -73,6 +73,11 @@ void PromptEncoder::clear_cache() {
   std::lock_guard<std::mutex> lock(mu_);
   lru_.clear();
   index_.clear();
+}
+
+ClipTextModel& PromptEncoder::model_for_update() {
+  clear_cache();
+  return *model_;
 }
 
 }  // namespace sd

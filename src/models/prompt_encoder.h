@@ -22,7 +22,7 @@ class PromptEncoder {
   static constexpr size_t kDefaultCacheCapacity = 64;
 
   PromptEncoder(std::shared_ptr<const text::ClipTokenizer> tokenizer,
-                std::shared_ptr<const ClipTextModel> model,
+                std::shared_ptr<ClipTextModel> model,
                 size_t cache_capacity = kDefaultCacheCapacity);
 
   // Loads the text encoder (ClipTextModel::load) and its tokenizer: the tokenizer/ folder of a
@@ -37,6 +37,9 @@ class PromptEncoder {
   Tensor encode(std::string_view prompt, int clip_skip = 0);
 
   const ClipTextModel& model() const { return *model_; }
+  // The text encoder for changing its weights (LoRA fusing); clears the cache, whose entries a
+  // change makes stale. Not while another thread encodes.
+  ClipTextModel& model_for_update();
   const text::ClipTokenizer& tokenizer() const { return *tokenizer_; }
   size_t forward_count() const;  // encoder runs so far (cache misses)
   size_t cache_size() const;
@@ -48,7 +51,7 @@ class PromptEncoder {
     Tensor embedding;
   };
   std::shared_ptr<const text::ClipTokenizer> tokenizer_;
-  std::shared_ptr<const ClipTextModel> model_;
+  std::shared_ptr<ClipTextModel> model_;
   size_t capacity_;
   mutable std::mutex mu_;
   std::list<Entry> lru_;  // most recently used first

@@ -6,7 +6,7 @@
 
 #include "io/json_config.h"
 #include "io/model_files.h"
-#include "io/safetensors.h"
+#include "io/safetensors_set.h"
 
 namespace sd {
 
@@ -84,8 +84,8 @@ namespace {
 // rather than silently ignored.
 class TrackedFile {
  public:
-  explicit TrackedFile(const std::string& path) : file_(SafetensorsFile::open(path)) {}
-  const SafetensorsFile& file() const { return *file_; }
+  explicit TrackedFile(const std::string& path) : file_(SafetensorsSet::open(path)) {}
+  const SafetensorsSet& file() const { return *file_; }
   Tensor load(const std::string& name, const Shape& expect) {
     used_.insert(name);
     return file_->load(name, DType::F32, expect);
@@ -97,7 +97,7 @@ class TrackedFile {
   }
 
  private:
-  std::unique_ptr<SafetensorsFile> file_;
+  std::unique_ptr<SafetensorsSet> file_;
   std::set<std::string> used_;
 };
 
@@ -262,7 +262,7 @@ std::unique_ptr<Taesd> Taesd::load(const std::string& path, Backend& backend) {
 
   // A single file: diffusers layout or one original half, told apart by its keys.
   TrackedFile file(path);
-  const SafetensorsFile& f = file.file();
+  const SafetensorsSet& f = file.file();
   model.reset(new Taesd(backend, TaesdConfig{}));
   const TaesdConfig& c = model->config_;
   if (f.contains("encoder.layers.0.weight") || f.contains("decoder.layers.0.weight")) {

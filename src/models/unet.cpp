@@ -64,9 +64,20 @@ std::unique_ptr<UNet> UNet::load(const std::string& path, Backend& backend) {
            "' has no config.json (nor a unet/ subfolder with one)");
 
   UNetConfig config = UNetConfig::from_json_file((dir / "config.json").string());
-  SafetensorsUNetWeights weights(
+  auto weights = std::make_shared<SafetensorsUNetWeights>(
       find_component_weights(dir, "diffusion_pytorch_model", "UNet folder"));
   return create(config, weights, backend);
+}
+
+std::unique_ptr<UNet> UNet::create(const UNetConfig& config,
+                                   std::shared_ptr<UNetWeightSource> weights, Backend& backend) {
+  SD_CHECK(weights, "UNet::create: no weight source");
+  std::unique_ptr<UNet> model = create(config, *weights, backend);
+  const std::string describe = weights->describe();
+  model->lora_.set_base(
+      [weights](const std::string& name, const Shape& shape) { return weights->get(name, shape); },
+      describe);
+  return model;
 }
 
 std::unique_ptr<UNet> UNet::create(const UNetConfig& config, UNetWeightSource& weights,
@@ -75,7 +86,7 @@ std::unique_ptr<UNet> UNet::create(const UNetConfig& config, UNetWeightSource& w
   std::unique_ptr<UNet> model(new UNet(backend, config));
   const UNetConfig& c = model->config_;
   Blocks& m = *model->blocks_;
-  UNetWeightReader r(weights, backend);
+  UNetWeightReader r(weights, backend, &model->lora_);
   model->source_ = weights.describe();
 
   const int n = int(c.block_out_channels.size());

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "models/lora_targets.h"
 
 namespace sd {
 
@@ -106,13 +107,20 @@ class UNet {
   // weights for `backend`. Missing, misshaped or unexpected tensors throw sd::Error naming the
   // file, the tensor and the shapes.
   static std::unique_ptr<UNet> load(const std::string& path, Backend& backend);
-  // Builds the UNet `config` describes from `weights` (every tensor must be used).
+  // Builds the UNet `config` describes from `weights` (every tensor must be used). The shared
+  // overload keeps the source as the original weights LoRA fusing starts from (lora.h); a
+  // UNet made from a borrowed source cannot fuse LoRA.
+  static std::unique_ptr<UNet> create(const UNetConfig& config,
+                                      std::shared_ptr<UNetWeightSource> weights, Backend& backend);
   static std::unique_ptr<UNet> create(const UNetConfig& config, UNetWeightSource& weights,
                                       Backend& backend);
 
   const UNetConfig& config() const { return config_; }
   const std::string& source() const { return source_; }
-  int num_transformer_layers() const;  // BasicTransformerBlocks = entries of a UNetKVCache
+  Backend& backend() const { return backend_; }
+  int num_transformer_layers() const;
+  // The conv and linear weights by diffusers module name, for LoRA (lora.h).
+  LoraTargets& lora_targets() { return lora_; }  // BasicTransformerBlocks = entries of a UNetKVCache
 
   // sample [B, h, w, in_channels] (compute dtype, on the device; h and w multiples of
   // config().size_multiple()); timesteps: B values (one per row) or one for all rows;
@@ -150,6 +158,7 @@ class UNet {
   UNetConfig config_;
   std::string source_;
   std::unique_ptr<Blocks> blocks_;
+  LoraTargets lora_;
 };
 
 // diffusers' get_timestep_embedding (float32 arithmetic as torch does it): [B, dim] host f32,

@@ -1,18 +1,18 @@
 #include "models/unet_blocks.h"
 
-#include "io/safetensors.h"
+#include "io/safetensors_set.h"
 
 namespace sd {
 
 // ---- weight reader ---------------------------------------------------------------------------
 
 SafetensorsUNetWeights::SafetensorsUNetWeights(const std::string& path)
-    : file_(SafetensorsFile::open(path)) {}
+    : file_(SafetensorsSet::open(path)) {}
 
 SafetensorsUNetWeights::~SafetensorsUNetWeights() = default;
 
 std::string SafetensorsUNetWeights::describe() const {
-  return file_->path();
+  return file_->describe();
 }
 
 Tensor SafetensorsUNetWeights::get(const std::string& name, const Shape& expect) {
@@ -28,16 +28,29 @@ void SafetensorsUNetWeights::check_all_used() const {
              e.shape.str(), " (the UNet config does not use it; do config and weights match?)");
 }
 
+Weight UNetWeightReader::record(const std::string& name, Weight w, const Shape& torch_shape,
+                                const Shape& stored_shape) {
+  const std::string suffix = ".weight";
+  if (lora_ && name.size() > suffix.size() &&
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+    lora_->add(name.substr(0, name.size() - suffix.size()), w, torch_shape, stored_shape);
+  return w;
+}
+
 Weight UNetWeightReader::conv(const std::string& name, int64_t out, int64_t in, int64_t k) {
-  return backend_.conv_weight(host(name, Shape{out, in, k, k}));
+  const Shape shape{out, in, k, k};
+  return record(name, backend_.conv_weight(host(name, shape)), shape, shape);
 }
 
 Weight UNetWeightReader::linear(const std::string& name, int64_t out, int64_t in) {
-  return backend_.linear_weight(host(name, Shape{out, in}));
+  const Shape shape{out, in};
+  return record(name, backend_.linear_weight(host(name, shape)), shape, shape);
 }
 
 Weight UNetWeightReader::conv1x1_as_linear(const std::string& name, int64_t out, int64_t in) {
-  return backend_.linear_weight(host(name, Shape{out, in, 1, 1}).reshape(Shape{out, in}));
+  const Shape torch_shape{out, in, 1, 1}, stored{out, in};
+  return record(name, backend_.linear_weight(host(name, torch_shape).reshape(stored)),
+                torch_shape, stored);
 }
 
 Weight UNetWeightReader::vector(const std::string& name, int64_t n) {

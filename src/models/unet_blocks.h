@@ -24,13 +24,15 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "models/lora_targets.h"
 #include "models/unet.h"
 
 namespace sd {
 
-class SafetensorsFile;
+class SafetensorsSet;
 
-// A UNetWeightSource over one safetensors file that remembers which tensors were read.
+// A UNetWeightSource over one safetensors file or sharded weights (an index; SafetensorsSet)
+// that remembers which tensors were read.
 class SafetensorsUNetWeights : public UNetWeightSource {
  public:
   explicit SafetensorsUNetWeights(const std::string& path);
@@ -40,15 +42,16 @@ class SafetensorsUNetWeights : public UNetWeightSource {
   std::string describe() const override;
 
  private:
-  std::unique_ptr<SafetensorsFile> file_;
+  std::unique_ptr<SafetensorsSet> file_;
   std::set<std::string> used_;
 };
 
-// Reads parameters from a source and converts them for a backend.
+// Reads parameters from a source and converts them for a backend; with `lora`, registers every
+// conv and linear weight there (module name = parameter name without ".weight").
 class UNetWeightReader {
  public:
-  UNetWeightReader(UNetWeightSource& source, Backend& backend)
-      : source_(source), backend_(backend) {}
+  UNetWeightReader(UNetWeightSource& source, Backend& backend, LoraTargets* lora = nullptr)
+      : source_(source), backend_(backend), lora_(lora) {}
   Tensor host(const std::string& name, const Shape& expect) { return source_.get(name, expect); }
   Weight conv(const std::string& name, int64_t out, int64_t in, int64_t k);
   Weight linear(const std::string& name, int64_t out, int64_t in);
@@ -57,8 +60,11 @@ class UNetWeightReader {
   Weight vector(const std::string& name, int64_t n);
 
  private:
+  Weight record(const std::string& name, Weight w, const Shape& torch_shape,
+                const Shape& stored_shape);
   UNetWeightSource& source_;
   Backend& backend_;
+  LoraTargets* lora_;
 };
 
 struct UNetNorm {

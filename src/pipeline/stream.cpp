@@ -125,11 +125,27 @@ void Stream::build_kv() {
   if (init) rows.assign(size_t(f_), 0);
   rows.insert(rows.end(), size_t(rows_), 1);
   kv_ = UNetKVCache{};
+  if (!s_.precompute_kv) {
+    pass_states_ = Tensor::host(Shape{int64_t(rows.size()), tokens, dim}, DType::F32);
+    for (size_t r = 0; r < rows.size(); ++r)
+      std::memcpy(static_cast<char*>(pass_states_.data()) + r * cond_.nbytes(),
+                  rows[r] ? cond_.data() : uncond_.data(), cond_.nbytes());
+    kv_.batch = int64_t(rows.size());
+    kv_.tokens = tokens;
+    return;
+  }
   {
     Tensor dev = be_.upload(prompts);
     kv_ = unet_.precompute_kv(dev, rows);
   }
   be_.synchronize();
+}
+
+Tensor Stream::unet_pass(const Tensor& x, const std::vector<float>& t) const {
+  if (s_.precompute_kv) return unet_.forward(x, t, kv_);
+  Tensor states = be_.alloc(pass_states_.shape());
+  be_.copy_from_host(pass_states_, states);
+  return unet_.forward(x, t, states);
 }
 
 void Stream::prepare_embeddings(const Tensor& cond, const Tensor& uncond) {
@@ -183,7 +199,7 @@ void Stream::plan_arena() {
     Tensor x = be_.alloc(Shape{kv_.batch, lh_, lw_, lc_});
     be_.copy_from_host(Tensor::wrap(x.shape(), DType::F32, x_.data()), x);
     std::vector<float> t(size_t(kv_.batch), 500.f);
-    Tensor eps = unet_.forward(x, t, kv_);
+    Tensor eps = unet_pass(x, t);
     Tensor y = vae_.decode(eps.slice0(0, f_));
     be_.synchronize();
   }
@@ -249,7 +265,7 @@ void Stream::guided_eps(const float* x, int64_t rows, const std::vector<float>& 
   {
     Tensor dev = be_.alloc(Shape{total, lh_, lw_, lc_});
     be_.copy_from_host(Tensor::wrap(dev.shape(), DType::F32, in), dev);
-    Tensor out = unet_.forward(dev, t, kv);
+    Tensor out = unet_pass(dev, t);
     be_.copy_to_host(out, Tensor::wrap(out.shape(), DType::F32, eps_.data()));
     be_.synchronize();
   }

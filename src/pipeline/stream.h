@@ -111,6 +111,9 @@ struct StreamSettings {
   bool similar_image_filter = false;
   float similar_image_filter_threshold = 0.98f;
   int similar_image_filter_max_skip_frame = 10;
+  // Project the prompts' cross-attention K/V once per prompt (the K/V cache). false: every UNet
+  // pass takes the prompt embeddings and projects K/V itself (the same frames; for ablations).
+  bool precompute_kv = true;
 };
 
 class Stream {
@@ -173,6 +176,9 @@ class Stream {
                   const UNetKVCache& kv);
   Tensor decode_output();
   void plan_arena();
+  // One UNet pass over x [kv_.batch rows] with the K/V cache, or (precompute_kv off) with the
+  // prompt embeddings of those rows.
+  Tensor unet_pass(const Tensor& x, const std::vector<float>& t) const;
 
   Backend& be_;
   const UNet& unet_;
@@ -191,6 +197,8 @@ class Stream {
   std::vector<float> a_, b_, cskip_, cout_, a_next_, b_next_, t_rows_;
   Tensor cond_, uncond_;  // [tokens, D] host f32
   UNetKVCache kv_;        // batched: UNet rows; sequential: f (+ extra) rows
+  Tensor pass_states_;    // precompute_kv off: [kv_.batch, tokens, D] host f32 (kv_ is empty
+                          // but for batch / tokens)
   Tensor init_noise_, stock_, buffer_, x_, eps_, x0_, out_latent_, frame_in_, noise_tmp_;
   Tensor prev_output_;
   std::vector<float> t_scratch_, draw_scratch_, xin_scratch_;  // sized at prepare

@@ -87,6 +87,14 @@ class CpuBackend final : public Backend {
     return w;
   }
   Weight vector(const Tensor& v) override { return convert_weight(v, DType::F32); }
+  void update_weight(const Weight& w, const Tensor& host) override {
+    check_cpu(host, "update_weight", "source");
+    SD_CHECK(w.t.defined() && host.shape() == w.t.shape(), "update_weight: new values ",
+             host.shape().str(), " for a weight of shape ", w.t.defined() ? w.t.shape().str() : "");
+    dnnl_.wait();
+    cpu::cast(host, w.t);
+    cpu::clear_packed_weight(w);
+  }
 
   Tensor conv2d(const Tensor& x, const Weight& w, const Weight* bias, Conv2dParams p, Act act,
                 const Tensor* residual) override {

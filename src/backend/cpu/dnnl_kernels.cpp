@@ -156,6 +156,10 @@ std::shared_ptr<void> new_packed_weight() {
   return std::make_shared<PackedWeight>();
 }
 
+void clear_packed_weight(const Weight& w) {
+  if (w.packed) static_cast<PackedWeight*>(w.packed.get())->forms.clear();
+}
+
 struct DnnlKernels::Impl {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream strm{eng};

@@ -36,6 +36,8 @@ bool dnnl_has_bf16();
 // An empty Weight::packed holder, set when a weight is created so that copies of the Weight
 // share the layouts packed later.
 std::shared_ptr<void> new_packed_weight();
+// Drops the packed layouts of `w` (after its values changed); they are rebuilt at next use.
+void clear_packed_weight(const Weight& w);
 
 class DnnlKernels {
  public:

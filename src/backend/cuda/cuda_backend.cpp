@@ -124,6 +124,20 @@ class CudaBackend final : public Backend {
 
   Weight vector(const Tensor& v) override { return to_device(v, DType::F32); }
 
+  void update_weight(const Weight& w, const Tensor& host) override {
+    SD_CHECK(w.t.defined() && (host.rank() == 4 || host.rank() == 2) &&
+                 host.numel() == w.t.numel(),
+             "CUDA update_weight: new values ", host.shape().str(), " for a weight of shape ",
+             w.t.defined() ? w.t.shape().str() : "");
+    const Weight fresh = host.rank() == 4 ? conv_weight(host) : linear_weight(host);
+    SD_CHECK(fresh.t.shape() == w.t.shape() && fresh.t.dtype() == w.t.dtype(),
+             "CUDA update_weight: converted ", fresh.t.shape().str(), " does not match ",
+             w.t.shape().str());
+    SD_CUDA_CHECK(cudaMemcpyAsync(w.t.data(), fresh.t.data(), w.t.nbytes(),
+                                  cudaMemcpyDeviceToDevice, stream()));
+    synchronize();
+  }
+
   // ---- kernels ----------------------------------------------------------------------------
   Tensor conv2d(const Tensor&, const Weight&, const Weight*, Conv2dParams, Act,
                 const Tensor*) override {

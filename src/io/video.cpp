@@ -1,0 +1,266 @@
+// VideoReader and the helpers shared with the writer (video_writer.cpp). See video.h.
+#include "io/video.h"
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+#include <cmath>
+#include <filesystem>
+#include <mutex>
+
+#include "core/error.h"
+#include "io/video_ffmpeg.h"
+
+namespace sd {
+
+namespace ffmpeg {
+
+void quiet_logging() {
+  static std::once_flag once;
+  std::call_once(once, [] { av_log_set_level(AV_LOG_ERROR); });
+}
+
+SwsContext* make_converter(int width, int height, AVPixelFormat from, AVPixelFormat to, int flags,
+                           int src_chroma_x, int src_chroma_y, int dst_chroma_x, int dst_chroma_y) {
+  SwsPtr c(sws_alloc_context());
+  if (!c) return nullptr;
+  av_opt_set_int(c.get(), "srcw", width, 0);
+  av_opt_set_int(c.get(), "srch", height, 0);
+  av_opt_set_int(c.get(), "dstw", width, 0);
+  av_opt_set_int(c.get(), "dsth", height, 0);
+  av_opt_set_int(c.get(), "src_format", from, 0);
+  av_opt_set_int(c.get(), "dst_format", to, 0);
+  av_opt_set_int(c.get(), "sws_flags", flags, 0);
+  if (src_chroma_x >= 0) {
+    av_opt_set_int(c.get(), "src_h_chr_pos", src_chroma_x, 0);
+    av_opt_set_int(c.get(), "src_v_chr_pos", src_chroma_y, 0);
+  }
+  if (dst_chroma_x >= 0) {
+    av_opt_set_int(c.get(), "dst_h_chr_pos", dst_chroma_x, 0);
+    av_opt_set_int(c.get(), "dst_v_chr_pos", dst_chroma_y, 0);
+  }
+  if (sws_init_context(c.get(), nullptr, nullptr) < 0) return nullptr;
+  return c.release();
+}
+
+}  // namespace ffmpeg
+
+using namespace ffmpeg;
+
+bool is_video_path(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return char(std::tolower(c)); });
+  for (const char* e : {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".gif", ".mpg", ".mpeg",
+                        ".ts", ".flv", ".wmv", ".ogv"})
+    if (ext == e) return true;
+  return false;
+}
+
+namespace {
+
+// `r` in lowest terms. Matroska/WebM store a frame duration in whole nanoseconds, so a rate
+// can come back as 1000000000/83333333: a denominator above 1001 is replaced by the simplest
+// fraction with a denominator <= 1001 within that rounding (|error| <= f^2 * 1e-9), if any.
+Rational snap_rate(AVRational r) {
+  if (r.num <= 0 || r.den <= 0) return {};
+  av_reduce(&r.num, &r.den, r.num, r.den, INT_MAX);
+  if (r.den <= 1001) return {r.num, r.den};
+  const double v = av_q2d(r);
+  for (int den = 1; den <= 1001; ++den) {
+    const double num = std::round(v * den);
+    if (num >= 1 && num < 1e9 && std::abs(num / den - v) <= v * v * 1e-9) return {int(num), den};
+  }
+  return {r.num, r.den};
+}
+
+bool is_full_range_format(AVPixelFormat f) {
+  return f == AV_PIX_FMT_YUVJ420P || f == AV_PIX_FMT_YUVJ422P || f == AV_PIX_FMT_YUVJ444P ||
+         f == AV_PIX_FMT_YUVJ440P || f == AV_PIX_FMT_YUVJ411P;
+}
+
+}  // namespace
+
+struct VideoReader::Impl {
+  std::string path;
+  InputContext format;
+  CodecContext decoder;
+  FramePtr frame;
+  PacketPtr packet;
+  SwsPtr sws;
+  int stream = -1;
+  Rational fps;
+  int64_t count = -1, estimated = -1, frames = 0;
+  std::string codec;
+  bool flushing = false, finished = false;
+  // What the converter was set up for.
+  int sws_width = 0, sws_height = 0, sws_format = -1, sws_colorspace = -1, sws_range = -1;
+
+  [[noreturn]] void fail_decoding(const char* what, int err) const {
+    fail("video '", path, "': ", what, " frame ", frames, " failed: ", error_text(err));
+  }
+
+  // Sends the next packet of our stream to the decoder, or the end-of-stream flush.
+  void feed() {
+    for (;;) {
+      const int r = av_read_frame(format.get(), packet.get());
+      if (r == AVERROR_EOF) {
+        avcodec_send_packet(decoder.get(), nullptr);  // drain the decoder's delayed frames
+        flushing = true;
+        return;
+      }
+      if (r < 0) fail_decoding("reading", r);
+      if (packet->stream_index != stream) {
+        av_packet_unref(packet.get());
+        continue;
+      }
+      const int s = avcodec_send_packet(decoder.get(), packet.get());
+      av_packet_unref(packet.get());
+      if (s < 0 && s != AVERROR(EAGAIN)) fail_decoding("decoding", s);
+      return;
+    }
+  }
+
+  void convert(Image& rgb) {
+    const AVFrame& f = *frame;
+    const auto fmt = AVPixelFormat(f.format);
+    const int colorspace = f.colorspace == AVCOL_SPC_BT709        ? SWS_CS_ITU709
+                           : f.colorspace == AVCOL_SPC_BT2020_NCL ? SWS_CS_BT2020
+                                                                  : SWS_CS_ITU601;
+    const int range = (f.color_range == AVCOL_RANGE_JPEG || is_full_range_format(fmt)) ? 1 : 0;
+    if (!sws || f.width != sws_width || f.height != sws_height || f.format != sws_format ||
+        colorspace != sws_colorspace || range != sws_range) {
+      // Chroma sample position: as tagged; untagged 4:2:0 is H.264 / MPEG-2 "left" siting
+      // (horizontally with the left luma sample, vertically between the two rows), except the
+      // full-range JPEG formats, which are centred.
+      AVChromaLocation loc = f.chroma_location;
+      if (loc == AVCHROMA_LOC_UNSPECIFIED)
+        loc = is_full_range_format(fmt) ? AVCHROMA_LOC_CENTER : AVCHROMA_LOC_LEFT;
+      int chroma_x = -1, chroma_y = -1;
+      if (avcodec_enum_to_chroma_pos(&chroma_x, &chroma_y, loc) < 0) chroma_x = chroma_y = -1;
+      // Bicubic chroma upsampling: measured on a linear gradient, it reproduces exactly-sited
+      // chroma to 0.37 levels mean abs error, swscale's bilinear path to 1.1.
+      sws.reset(make_converter(f.width, f.height, fmt, AV_PIX_FMT_RGB24,
+                               SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, chroma_x,
+                               chroma_y, -1, -1));
+      SD_CHECK(sws, "video '", path, "': no converter from ",
+               av_get_pix_fmt_name(fmt) ? av_get_pix_fmt_name(fmt) : "?", " to RGB");
+      const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(fmt);
+      if (desc && !(desc->flags & AV_PIX_FMT_FLAG_RGB) && desc->nb_components >= 3) {
+        const int* coefs = sws_getCoefficients(colorspace);
+        sws_setColorspaceDetails(sws.get(), coefs, range, sws_getCoefficients(SWS_CS_DEFAULT), 1, 0,
+                                 1 << 16, 1 << 16);
+      }
+      sws_width = f.width;
+      sws_height = f.height;
+      sws_format = f.format;
+      sws_colorspace = colorspace;
+      sws_range = range;
+    }
+    rgb.width = f.width;
+    rgb.height = f.height;
+    rgb.rgb.resize(size_t(f.width) * size_t(f.height) * 3);
+    uint8_t* dst[4] = {rgb.rgb.data(), nullptr, nullptr, nullptr};
+    int dst_stride[4] = {f.width * 3, 0, 0, 0};
+    const int rows = sws_scale(sws.get(), f.data, f.linesize, 0, f.height, dst, dst_stride);
+    SD_CHECK(rows == f.height, "video '", path, "': converting frame ", frames, " to RGB failed");
+  }
+};
+
+VideoReader::VideoReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
+  quiet_logging();
+  Impl& m = *impl_;
+  m.path = path;
+  SD_CHECK(std::filesystem::is_regular_file(path), "video '", path, "' does not exist");
+  AVFormatContext* raw = nullptr;
+  int r = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
+  if (r < 0) fail("cannot open video '", path, "': ", error_text(r));
+  m.format.reset(raw);
+  r = avformat_find_stream_info(raw, nullptr);
+  if (r < 0) fail("video '", path, "': cannot read stream information: ", error_text(r));
+  const AVCodec* codec = nullptr;
+  m.stream = av_find_best_stream(raw, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
+  if (m.stream == AVERROR_DECODER_NOT_FOUND)
+    fail("video '", path, "': this FFmpeg build has no decoder for its video codec");
+  SD_CHECK(m.stream >= 0, "'", path, "' has no video stream");
+  AVStream* st = raw->streams[m.stream];
+  m.decoder.reset(avcodec_alloc_context3(codec));
+  SD_CHECK(m.decoder, "video '", path, "': out of memory");
+  r = avcodec_parameters_to_context(m.decoder.get(), st->codecpar);
+  if (r < 0) fail("video '", path, "': bad codec parameters: ", error_text(r));
+  m.decoder->pkt_timebase = st->time_base;
+  r = avcodec_open2(m.decoder.get(), codec, nullptr);
+  if (r < 0) fail("video '", path, "': cannot open the ", codec->name, " decoder: ", error_text(r));
+  SD_CHECK(m.decoder->width > 0 && m.decoder->height > 0, "video '", path,
+           "': the video stream has no frame size");
+  m.codec = codec->name;
+  m.fps = snap_rate(st->avg_frame_rate);
+  if (!m.fps.valid()) m.fps = snap_rate(st->r_frame_rate);
+  m.count = st->nb_frames > 0 ? st->nb_frames : -1;
+  m.estimated = m.count;
+  if (m.estimated < 0 && m.fps.valid()) {
+    double seconds = -1;
+    if (st->duration != AV_NOPTS_VALUE && st->duration > 0)
+      seconds = double(st->duration) * av_q2d(st->time_base);
+    else if (raw->duration != AV_NOPTS_VALUE && raw->duration > 0)
+      seconds = double(raw->duration) / AV_TIME_BASE;
+    if (seconds > 0) m.estimated = std::llround(seconds * m.fps.value());
+  }
+  m.frame.reset(av_frame_alloc());
+  m.packet.reset(av_packet_alloc());
+  SD_CHECK(m.frame && m.packet, "video '", path, "': out of memory");
+}
+
+VideoReader::~VideoReader() = default;
+VideoReader::VideoReader(VideoReader&&) noexcept = default;
+VideoReader& VideoReader::operator=(VideoReader&&) noexcept = default;
+
+const std::string& VideoReader::path() const {
+  return impl_->path;
+}
+int VideoReader::width() const {
+  return impl_->decoder->width;
+}
+int VideoReader::height() const {
+  return impl_->decoder->height;
+}
+Rational VideoReader::fps() const {
+  return impl_->fps;
+}
+int64_t VideoReader::frame_count() const {
+  return impl_->count;
+}
+int64_t VideoReader::estimated_frame_count() const {
+  return impl_->estimated;
+}
+const std::string& VideoReader::codec_name() const {
+  return impl_->codec;
+}
+int64_t VideoReader::frames_read() const {
+  return impl_->frames;
+}
+
+bool VideoReader::read(Image& rgb) {
+  Impl& m = *impl_;
+  while (!m.finished) {
+    const int r = avcodec_receive_frame(m.decoder.get(), m.frame.get());
+    if (r == 0) {
+      m.convert(rgb);
+      av_frame_unref(m.frame.get());
+      ++m.frames;
+      return true;
+    }
+    if (r == AVERROR_EOF) {
+      m.finished = true;
+    } else if (r != AVERROR(EAGAIN)) {
+      m.fail_decoding("decoding", r);
+    } else if (m.flushing) {
+      m.finished = true;  // a decoder that asks for input after the flush has nothing left
+    } else {
+      m.feed();
+    }
+  }
+  return false;
+}
+
+}  // namespace sd

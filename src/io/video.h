@@ -1,0 +1,111 @@
+// Video files through the FFmpeg libraries (libavformat / libavcodec / libswscale).
+//
+// VideoReader decodes the best video stream of any container and codec the FFmpeg build reads
+// (MP4, MKV, MOV, AVI, WebM, GIF, ...) into 8-bit RGB Images, in presentation order. The
+// YUV -> RGB conversion follows the stream's colour tags (BT.601 unless it says BT.709,
+// limited range unless it says full); no scaling, so an Image has the frame's own size.
+//
+// VideoWriter encodes 8-bit RGB Images to a file; the encoder follows the extension:
+//   .mp4 .mkv .mov  H.264 (libx264, CRF 18) if the build has it, else MPEG-4 part 2
+//   .avi            MPEG-4 part 2
+//   .webm           VP9 (libvpx-vp9, CRF 30) if the build has it, else VP8
+// Pixels are stored as yuv420p (BT.601, limited range, tagged so), which needs even sizes: an
+// odd width or height is an error (the writer never pads or crops silently). The file is
+// written under a temporary name in the same folder ("<name>.partial") and renamed to its
+// final name by close(), so an interrupted run never leaves a half-written file under the
+// output name. MP4/MOV files are written with the index at the front (+faststart).
+//
+// Every error is an sd::Error naming the file (and, when decoding, the frame index).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "io/image.h"
+
+namespace sd {
+
+// A frame rate as a fraction (30000/1001 for NTSC). {0, 1}: unknown.
+struct Rational {
+  int num = 0, den = 1;
+  double value() const { return den != 0 ? double(num) / double(den) : 0.0; }
+  bool valid() const { return num > 0 && den > 0; }
+};
+
+// True when `path`'s extension (case-insensitive) is one of the video containers FFmpeg is
+// used for: .mp4 .m4v .mkv .mov .avi .webm .gif .mpg .mpeg .ts .flv .wmv .ogv.
+bool is_video_path(const std::string& path);
+
+class VideoReader {
+ public:
+  // Opens the file and its best video stream; throws naming the file when it is missing, not
+  // a media file, has no video stream, or its codec has no decoder in this FFmpeg build.
+  explicit VideoReader(const std::string& path);
+  ~VideoReader();
+  VideoReader(VideoReader&&) noexcept;
+  VideoReader& operator=(VideoReader&&) noexcept;
+
+  const std::string& path() const;
+  int width() const;
+  int height() const;
+  // avg_frame_rate, else r_frame_rate, in lowest terms; a denominator above 1001 that comes
+  // from Matroska's whole-nanosecond durations (1000000000/83333333) is snapped to the simple
+  // fraction it rounds (12/1). {0, 1} when the file gives neither.
+  Rational fps() const;
+  // The frame count the container states (MP4/MOV/AVI do; MKV/WebM do not); -1 when unknown.
+  int64_t frame_count() const;
+  // frame_count(), else duration x fps rounded (for progress display only), else -1.
+  int64_t estimated_frame_count() const;
+  const std::string& codec_name() const;
+
+  // Decodes the next frame into `rgb` (resized to the frame); false at the end of the stream
+  // (after draining the decoder's delayed frames). A packet the decoder rejects throws naming
+  // the file and the index of the frame being decoded.
+  bool read(Image& rgb);
+  int64_t frames_read() const;  // frames returned by read() so far
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class VideoWriter {
+ public:
+  // Creates "<path>.partial" and starts the encoder chosen from path's extension (see above).
+  // Throws naming the file for an unknown extension, odd or non-positive sizes, an invalid fps,
+  // or an encoder this FFmpeg build lacks.
+  VideoWriter(const std::string& path, int width, int height, Rational fps);
+  // Without close(): closes the file like close() but never throws (a failure is printed on
+  // stderr and the partial file removed), except while an exception is unwinding the stack
+  // past the writer (std::uncaught_exceptions grew since construction): then the partial file
+  // is deleted, so a failed run leaves nothing under the output name.
+  ~VideoWriter();
+  VideoWriter(const VideoWriter&) = delete;
+  VideoWriter& operator=(const VideoWriter&) = delete;
+
+  // Encodes the next frame (its size must be the writer's). Its timestamp is the previous one
+  // plus one frame; the second form sets it in frames from the start (it must increase), for
+  // sources that dropped frames.
+  void write(const Image& rgb);
+  void write(const Image& rgb, int64_t frame_time);
+  // Drains the encoder, writes the trailer and renames the file to its final name. Idempotent.
+  void close();
+  // Deletes the partial file without finishing it. Idempotent; close() after it does nothing.
+  void discard();
+
+  const std::string& path() const;        // the final name
+  const std::string& codec_name() const;  // e.g. "libx264"
+  int64_t frames_written() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int uncaught_at_start_ = 0;
+};
+
+// The name of the encoder VideoWriter would use for `path`'s extension in this FFmpeg build;
+// throws naming the path for an extension it does not write.
+std::string video_encoder_for(const std::string& path);
+
+}  // namespace sd
