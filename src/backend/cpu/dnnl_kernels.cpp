@@ -1,6 +1,8 @@
 #include "backend/cpu/dnnl_kernels.h"
 
 #include <omp.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -75,10 +77,29 @@ struct Prim {
   memory nhwc_src, nhwc_dst;                 // NHWC views for the reorders
 };
 
-// Weights in the layouts primitives asked for (Weight::packed).
+// Weights in the layouts primitives asked for (Weight::packed). When the first layout asked for
+// is not the plain one, the plain copy's pages are handed back to the OS (madvise DONTNEED:
+// w.t keeps its address, its contents read as zeros until written again), so a weight is held
+// once, in the layout its kernel uses; further layouts are reordered from forms[0].
+// Backend::update_weight rewrites w.t and drops the forms (clear_packed_weight).
 struct PackedWeight {
   std::vector<std::pair<memory::desc, memory>> forms;
+  bool plain_released = false;
 };
+
+namespace {
+
+constexpr size_t kReleaseMinBytes = 64 << 10;  // smaller weights are not worth a syscall
+
+// Returns the whole pages inside [p, p + bytes) to the OS.
+void release_pages(void* p, size_t bytes) {
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (uintptr_t(p) + page - 1) / page * page;
+  const uintptr_t end = (uintptr_t(p) + bytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+}  // namespace
 
 // The two matrix products of attention for one (head, query chunk of m rows): scores [m, Lk] =
 // q [m, D] · kᵀ and out [m, D] = p [m, Lk] · v [Lk, D], reading q, k, v and writing out in
@@ -157,7 +178,10 @@ std::shared_ptr<void> new_packed_weight() {
 }
 
 void clear_packed_weight(const Weight& w) {
-  if (w.packed) static_cast<PackedWeight*>(w.packed.get())->forms.clear();
+  if (!w.packed) return;
+  auto* pw = static_cast<PackedWeight*>(w.packed.get());
+  pw->forms.clear();
+  pw->plain_released = false;
 }
 
 struct DnnlKernels::Impl {
@@ -178,15 +202,21 @@ struct DnnlKernels::Impl {
     auto* pw = static_cast<PackedWeight*>(w.packed.get());
     for (auto& [md, mem] : pw->forms)
       if (md == want) return mem;
-    memory user(user_md, eng, w.t.data());
-    memory mem = user;
-    if (want != user_md) {
+    memory source = pw->plain_released ? pw->forms.front().second
+                                       : memory(user_md, eng, w.t.data());
+    memory mem = source;
+    if (want != source.get_desc()) {
       mem = memory(want, eng);
-      dnnl::reorder(user, mem).execute(strm, user, mem);
+      dnnl::reorder(source, mem).execute(strm, source, mem);
       strm.wait();
       ++stats.weight_reorders;
     }
     pw->forms.emplace_back(want, mem);
+    if (!pw->plain_released && want != user_md && pw->forms.size() == 1 &&
+        w.t.nbytes() >= kReleaseMinBytes) {
+      release_pages(w.t.data(), w.t.nbytes());
+      pw->plain_released = true;
+    }
     return mem;
   }
 
