@@ -211,6 +211,10 @@ SafetensorsFile::~SafetensorsFile() {
   if (map_) ::munmap(map_, size_);
 }
 
+void SafetensorsFile::release_resident() const {
+  if (map_) ::madvise(map_, size_, MADV_DONTNEED);
+}
+
 void SafetensorsFile::parse(const std::string& name) {
   const std::string where = "safetensors file '" + name + "': ";
   SD_CHECK(size_ >= 8, where, "truncated: ", size_,

@@ -56,6 +56,10 @@ class SafetensorsFile {
   // large tensors); if `expect` has rank > 0 the shape must match it (the error names the
   // tensor and both shapes).
   Tensor load(const std::string& name, DType dtype, const Shape& expect = Shape()) const;
+  // Drops this process's resident pages of the mapping (they stay in the OS page cache and are
+  // read back on the next access), so a file kept open for later reads (LoRA base weights)
+  // does not count in resident memory. No effect on in-memory images.
+  void release_resident() const;
 
  private:
   SafetensorsFile() = default;

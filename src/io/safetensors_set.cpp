@@ -175,4 +175,8 @@ Tensor SafetensorsSet::load(const std::string& name, DType dtype, const Shape& e
   return file_of(name).load(name, dtype, expect);
 }
 
+void SafetensorsSet::release_resident() const {
+  for (const auto& f : files_) f->release_resident();
+}
+
 }  // namespace sd

@@ -37,6 +37,7 @@ class SafetensorsSet {
   bool sharded() const { return sharded_; }
   // The files read: the one file, or the shards in name order.
   std::vector<std::string> files() const;
+  void release_resident() const;  // SafetensorsFile::release_resident for every file
   // The metadata of the one file; for an index its "metadata" object (strings as they are,
   // other values as JSON text).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }

@@ -173,9 +173,8 @@ int count_prefixed(const SafetensorsSet& f, const std::string& prefix, const std
 
 // A config from the shapes in a single file (no config.json): `tok` / `pos` are the embedding
 // tensors, `fc1` the first layer's fc1 / c_fc weight.
-ClipTextConfig infer_config(const SafetensorsSet& f, const std::string& tok,
-                            const std::string& pos, const std::string& fc1, int layers,
-                            bool openclip) {
+ClipTextConfig infer_config(const SafetensorsSet& f, const std::string& tok, const std::string& pos,
+                            const std::string& fc1, int layers, bool openclip) {
   for (const std::string* n : {&tok, &pos, &fc1})
     SD_CHECK(f.contains(*n), "'", f.path(), "': missing tensor '", *n, "'");
   const Shape& t = f.entry(tok).shape;
@@ -311,7 +310,9 @@ std::unique_ptr<ClipTextModel> ClipTextModel::load(const std::string& path, Back
         config ? *config : ClipTextConfig::from_json_file((dir / "config.json").string());
     const std::string weights = find_component_weights(dir, "model", "text encoder folder");
     std::shared_ptr<SafetensorsSet> file = SafetensorsSet::open(weights);
-    return from_params(c, transformers_source(file, "", true), backend, weights);
+    auto m = from_params(c, transformers_source(file, "", true), backend, weights);
+    file->release_resident();  // kept open for LoRA re-reads only
+    return m;
   }
   SD_CHECK(p.extension() == ".safetensors", "'", path,
            "' is not a .safetensors file or a model folder (pickle checkpoints are not "
@@ -333,6 +334,7 @@ std::unique_ptr<ClipTextModel> ClipTextModel::load(const std::string& path, Back
              " layers, the file has ", resblocks, " resblocks of which the last is not used");
     auto m = from_params(c, openclip_source(file, sd2), backend, path);
     m->openclip_names_ = true;
+    file->release_resident();
     return m;
   }
   // OpenAI CLIP / transformers names: SD 1.x single files, or a bare text encoder file.
@@ -347,7 +349,9 @@ std::unique_ptr<ClipTextModel> ClipTextModel::load(const std::string& path, Back
                  : infer_config(f, tok, base + "embeddings.position_embedding.weight",
                                 layers + "0.mlp.fc1.weight",
                                 count_prefixed(f, layers, ".layer_norm1.weight"), false);
-      return from_params(c, transformers_source(file, prefix, has_text_model), backend, path);
+      auto m = from_params(c, transformers_source(file, prefix, has_text_model), backend, path);
+      file->release_resident();
+      return m;
     }
   }
   fail("'", path,

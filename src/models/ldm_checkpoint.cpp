@@ -232,6 +232,10 @@ LdmUNetWeights::LdmUNetWeights(const SafetensorsFile& file, UNetConfig config)
 LdmUNetWeights::LdmUNetWeights(std::shared_ptr<const SafetensorsFile> file, UNetConfig config)
     : keep_(std::move(file)), file_(*keep_), config_(std::move(config)) {}
 
+void LdmUNetWeights::release_resident() {
+  file_.release_resident();
+}
+
 std::string LdmUNetWeights::describe() const {
   return file_.path() + " (LDM single file, model.diffusion_model.*)";
 }

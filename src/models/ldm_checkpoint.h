@@ -155,6 +155,7 @@ class LdmUNetWeights : public UNetWeightSource {
   LdmUNetWeights(const SafetensorsFile& file, UNetConfig config);
   // The same, keeping the file open for as long as this source lives (for LoRA fusing).
   LdmUNetWeights(std::shared_ptr<const SafetensorsFile> file, UNetConfig config);
+  void release_resident() override;
   Tensor get(const std::string& name, const Shape& expect) override;
   void check_all_used() const override;  // every model.diffusion_model.* tensor
   std::string describe() const override;

@@ -74,6 +74,7 @@ std::unique_ptr<UNet> UNet::create(const UNetConfig& config,
   SD_CHECK(weights, "UNet::create: no weight source");
   std::unique_ptr<UNet> model = create(config, *weights, backend);
   const std::string describe = weights->describe();
+  weights->release_resident();
   model->lora_.set_base(
       [weights](const std::string& name, const Shape& shape) { return weights->get(name, shape); },
       describe);

@@ -94,6 +94,9 @@ class UNetWeightSource {
   // Throws naming a tensor the source holds but nobody asked for (nothing to check by default).
   virtual void check_all_used() const {}
   virtual std::string describe() const = 0;  // for messages, e.g. the file path
+  // Called once the model is built and the source is kept only for rare re-reads (LoRA):
+  // memory-mapped sources drop their resident pages.
+  virtual void release_resident() {}
 };
 
 class UNet {
@@ -120,7 +123,9 @@ class UNet {
   Backend& backend() const { return backend_; }
   int num_transformer_layers() const;
   // The conv and linear weights by diffusers module name, for LoRA (lora.h).
-  LoraTargets& lora_targets() { return lora_; }  // BasicTransformerBlocks = entries of a UNetKVCache
+  LoraTargets& lora_targets() {
+    return lora_;
+  }  // BasicTransformerBlocks = entries of a UNetKVCache
 
   // sample [B, h, w, in_channels] (compute dtype, on the device; h and w multiples of
   // config().size_multiple()); timesteps: B values (one per row) or one for all rows;

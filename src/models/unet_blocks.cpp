@@ -22,6 +22,10 @@ Tensor SafetensorsUNetWeights::get(const std::string& name, const Shape& expect)
   return file_->load(name, DType::F32, expect);
 }
 
+void SafetensorsUNetWeights::release_resident() {
+  file_->release_resident();
+}
+
 void SafetensorsUNetWeights::check_all_used() const {
   for (const auto& e : file_->entries())
     SD_CHECK(used_.count(e.name), "'", file_->path(), "': unexpected tensor '", e.name, "' ",
@@ -49,8 +53,8 @@ Weight UNetWeightReader::linear(const std::string& name, int64_t out, int64_t in
 
 Weight UNetWeightReader::conv1x1_as_linear(const std::string& name, int64_t out, int64_t in) {
   const Shape torch_shape{out, in, 1, 1}, stored{out, in};
-  return record(name, backend_.linear_weight(host(name, torch_shape).reshape(stored)),
-                torch_shape, stored);
+  return record(name, backend_.linear_weight(host(name, torch_shape).reshape(stored)), torch_shape,
+                stored);
 }
 
 Weight UNetWeightReader::vector(const std::string& name, int64_t n) {

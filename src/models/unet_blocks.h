@@ -40,6 +40,7 @@ class SafetensorsUNetWeights : public UNetWeightSource {
   Tensor get(const std::string& name, const Shape& expect) override;
   void check_all_used() const override;
   std::string describe() const override;
+  void release_resident() override;
 
  private:
   std::unique_ptr<SafetensorsSet> file_;
