@@ -78,3 +78,36 @@ SD_BENCH("unet") {
     }
   }
 }
+
+// Stream Batch feeds several rows to one UNet call: the cost per row at 256² for batch 1, 2, 4
+// (K/V and time embedding precomputed; every row its own timestep), f32.
+SD_BENCH("unet-batch") {
+  BackendOptions opts;
+  opts.dtype = "f32";
+  auto backend = make_backend(opts);
+  HashUNetWeights weights("hash-random SD 1.5 UNet weights");
+  auto model = UNet::create(sd15_unet_config(), weights, *backend);
+  std::printf("backend: %s\n", backend->description().c_str());
+  const double gflop_row = 181;
+  for (int64_t batch : {1, 2, 4}) {
+    Tensor states = sd::bench::persistent_input(*backend, Shape{batch, 77, 768}, 0.011f);
+    UNetKVCache kv = model->precompute_kv(states);
+    std::vector<float> steps;
+    for (int64_t b = 0; b < batch; ++b) steps.push_back(999.f - 250.f * float(b));
+    Tensor temb = model->time_embedding(steps, batch);
+    Tensor sample = sd::bench::persistent_input(*backend, Shape{batch, 32, 32, 4}, 0.017f);
+    auto run = [&] {
+      Tensor y = model->forward(sample, temb, kv);
+      backend->synchronize();
+    };
+    run();  // plan
+    backend->arena().reserve(backend->arena().peak());
+    sd::bench::Stats s = sd::bench::time_it(run, 2, 0);
+    std::printf(
+        "unet sd1.5 256x256 f32 batch %lld: min %.0f ms (%.0f ms per row), median %.0f ms, "
+        "%.0f GFLOP/s at min\n",
+        (long long)batch, s.min_ms, s.min_ms / double(batch), s.median_ms,
+        gflop_row * double(batch) / (s.min_ms * 1e-3));
+    std::fflush(stdout);
+  }
+}

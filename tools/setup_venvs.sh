@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 py=${PYTHON:-python3}
 [ -d .venv ] || $py -m venv .venv
 .venv/bin/pip install -q torch==2.15.0 diffusers==0.42.1 transformers==5.24.0 safetensors \
-  numpy pillow
+  numpy pillow peft==0.21.2
 [ -d .venv-tok ] || $py -m venv .venv-tok
 .venv-tok/bin/pip install -q transformers==4.46.3 regex
 [ -d .venv-sd ] || $py -m venv .venv-sd

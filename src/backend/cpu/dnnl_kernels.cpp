@@ -202,8 +202,8 @@ struct DnnlKernels::Impl {
     auto* pw = static_cast<PackedWeight*>(w.packed.get());
     for (auto& [md, mem] : pw->forms)
       if (md == want) return mem;
-    memory source = pw->plain_released ? pw->forms.front().second
-                                       : memory(user_md, eng, w.t.data());
+    memory source =
+        pw->plain_released ? pw->forms.front().second : memory(user_md, eng, w.t.data());
     memory mem = source;
     if (want != source.get_desc()) {
       mem = memory(want, eng);

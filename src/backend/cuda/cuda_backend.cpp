@@ -125,8 +125,7 @@ class CudaBackend final : public Backend {
   Weight vector(const Tensor& v) override { return to_device(v, DType::F32); }
 
   void update_weight(const Weight& w, const Tensor& host) override {
-    SD_CHECK(w.t.defined() && (host.rank() == 4 || host.rank() == 2) &&
-                 host.numel() == w.t.numel(),
+    SD_CHECK(w.t.defined() && (host.rank() == 4 || host.rank() == 2) && host.numel() == w.t.numel(),
              "CUDA update_weight: new values ", host.shape().str(), " for a weight of shape ",
              w.t.defined() ? w.t.shape().str() : "");
     const Weight fresh = host.rank() == 4 ? conv_weight(host) : linear_weight(host);
