@@ -110,5 +110,14 @@ TEST_F(CliLora, ForeignLoraFailsWithItsName) {
   EXPECT_FALSE(fs::exists(root_ / "x.png"));
 }
 
+TEST_F(CliLora, InfoDescribesALoraFile) {
+  const RunResult r =
+      run_cli("info " + quote(std::string(SD_FIXTURE_DIR) + "/lora/sd1_kohya.safetensors"));
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("LoRA format: kohya-ss"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("text encoder: 12 layers, rank 4, alpha/rank 2"), std::string::npos)
+      << r.output;
+}
+
 }  // namespace
 }  // namespace sd

@@ -20,6 +20,7 @@
 #include "io/safetensors.h"
 #include "models/autoencoder_kl.h"
 #include "models/ldm_checkpoint.h"
+#include "models/lora.h"
 
 namespace sd::cli {
 namespace {
@@ -190,6 +191,41 @@ void info_ldm(const SafetensorsFile& file) {
   }
 }
 
+// A LoRA file as fusing reads it: format, layers per part, ranks, alpha / rank.
+void info_lora(const std::string& path) {
+  const LoraFile lora = LoraFile::load(path);
+  std::printf("LoRA format: %s\n",
+              lora.format() == LoraFormat::kKohya ? "kohya-ss / A1111" : "diffusers / PEFT");
+  for (LoraPart part : {LoraPart::kUNet, LoraPart::kTextEncoder}) {
+    int64_t min_rank = 0, max_rank = 0;
+    float min_ratio = 0, max_ratio = 0;
+    bool first = true;
+    for (const LoraFileLayer& l : lora.layers()) {
+      if (l.part != part) continue;
+      const int64_t r = l.layer.rank();
+      const float q = l.layer.ratio;
+      min_rank = first ? r : std::min(min_rank, r);
+      max_rank = first ? r : std::max(max_rank, r);
+      min_ratio = first ? q : std::min(min_ratio, q);
+      max_ratio = first ? q : std::max(max_ratio, q);
+      first = false;
+    }
+    if (first) continue;
+    auto range = [](double a, double b) {
+      char buf[64];
+      if (a == b)
+        std::snprintf(buf, sizeof buf, "%g", a);
+      else
+        std::snprintf(buf, sizeof buf, "%g..%g", a, b);
+      return std::string(buf);
+    };
+    std::printf("  %s: %d layers, rank %s, alpha/rank %s\n",
+                part == LoraPart::kUNet ? "UNet" : "text encoder", lora.count(part),
+                range(double(min_rank), double(max_rank)).c_str(),
+                range(min_ratio, max_ratio).c_str());
+  }
+}
+
 void info_file(const std::string& path) {
   refuse_pickle_checkpoint(path);
   auto file = SafetensorsFile::open(path);
@@ -197,7 +233,15 @@ void info_file(const std::string& path) {
   if (LdmCheckpoint::is_ldm(*file)) {
     info_ldm(*file);
   } else {
-    std::printf("kind: %s\n", guess_content(*file).c_str());
+    const std::string kind = guess_content(*file);
+    std::printf("kind: %s\n", kind.c_str());
+    if (kind == "LoRA weights") {
+      try {
+        info_lora(path);
+      } catch (const Error& e) {
+        std::printf("LoRA: cannot be fused: %s\n", e.what());
+      }
+    }
   }
   WeightStats total;
   total.add(*file);
