@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -47,6 +48,10 @@ std::vector<std::string> cpu_dtypes();
 
 // Prints the machine line: CPU model, cores, ISA oneDNN uses, date.
 void print_machine();
+
+// Writes `root`/unet/{config.json, diffusion_pytorch_model.fp16.safetensors}: the full-size
+// SD 1.5 UNet with hash-random weights, as a diffusers folder (bench_load.cpp).
+void write_random_sd15_unet(const std::filesystem::path& root, Backend& backend);
 
 }  // namespace sd::bench
 

@@ -105,24 +105,6 @@ const char* kSd15UNetConfig = R"({
                      "CrossAttnUpBlock2D"]
 })";
 
-// Writes `root`/unet/{config.json, diffusion_pytorch_model.fp16.safetensors}.
-void write_random_sd15_unet(const fs::path& root, Backend& backend) {
-  const auto t0 = Clock::now();
-  const fs::path dir = root / "unet";
-  fs::create_directories(dir);
-  std::ofstream(dir / "config.json") << kSd15UNetConfig;
-  const std::string file = (dir / "diffusion_pytorch_model.fp16.safetensors").string();
-  {
-    RecordingHashWeights weights;
-    UNet::create(sd15_unet_config(), weights, backend);  // asks for every parameter once
-    write_safetensors(file, weights.tensors(), {{"format", "pt"}});
-  }
-  ::malloc_trim(0);  // hand the freed model and copies back, so the load starts from a low RSS
-  std::printf("wrote %s (%.0f MiB) in %.1f s\n", file.c_str(), mib(int64_t(fs::file_size(file))),
-              seconds_since(t0));
-  std::fflush(stdout);
-}
-
 // Memory now, and the RSS once the allocator has returned its free pages (what is live).
 struct Reading {
   ProcessMemory now;
@@ -176,6 +158,25 @@ void measure(const std::string& what, const std::string& weights, Backend& backe
 
 }  // namespace
 
+// Writes `root`/unet/{config.json, diffusion_pytorch_model.fp16.safetensors}.
+void sd::bench::write_random_sd15_unet(const std::filesystem::path& root, Backend& backend) {
+  namespace fs = std::filesystem;
+  const auto t0 = Clock::now();
+  const fs::path dir = root / "unet";
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.json") << kSd15UNetConfig;
+  const std::string file = (dir / "diffusion_pytorch_model.fp16.safetensors").string();
+  {
+    RecordingHashWeights weights;
+    UNet::create(sd15_unet_config(), weights, backend);  // asks for every parameter once
+    write_safetensors(file, weights.tensors(), {{"format", "pt"}});
+  }
+  ::malloc_trim(0);  // hand the freed model and copies back, so the load starts from a low RSS
+  std::printf("wrote %s (%.0f MiB) in %.1f s\n", file.c_str(), mib(int64_t(fs::file_size(file))),
+              seconds_since(t0));
+  std::fflush(stdout);
+}
+
 SD_BENCH("load") {
   BackendOptions opts;
   opts.dtype = env_or("SD_BENCH_LOAD_DTYPE", "f32");
@@ -192,7 +193,7 @@ SD_BENCH("load") {
   fs::path temp;
   if (root.empty()) {
     temp = fs::temp_directory_path() / ("sd_bench_load_" + std::to_string(::getpid()));
-    write_random_sd15_unet(temp, be);
+    sd::bench::write_random_sd15_unet(temp, be);
     root = temp;
   }
   SD_CHECK(fs::is_directory(root), "SD_BENCH_LOAD_MODEL '", root.string(), "' is not a folder");

@@ -2,9 +2,10 @@
 // the shape of LCM-LoRA SD 1.5 (rank 64 on every attention q/k/v/out, proj_in/out, feed-forward,
 // ResNet conv1/conv2/time_emb_proj/conv_shortcut and sampler conv; kohya format) is written to a
 // temporary file, read, fused, re-fused with another scale and un-fused. Prints the adapter's
-// size and the time of each step (each touches every targeted weight of the UNet). The base
-// weights are regenerated from the hash here; a UNet loaded from a file re-reads them from the
-// memory-mapped file instead.
+// size and the time of each step (each touches every targeted weight of the UNet). The UNet is
+// the full-size SD 1.5 one with hash-random weights, written to a temporary fp16 diffusers
+// folder and loaded from it, so fusing re-reads the base weights from the mapped file as it
+// does for real models.
 #include <unistd.h>
 
 #include <chrono>
@@ -44,8 +45,11 @@ SD_BENCH("lora") {
   BackendOptions opts;
   opts.dtype = "f32";
   auto backend = make_backend(opts);
-  auto weights = std::make_shared<HashUNetWeights>("hash-random SD 1.5 UNet weights");
-  auto model = UNet::create(sd15_unet_config(), weights, *backend);
+  // A file-backed UNet, as users load one: fusing re-reads the base weights from the mapping.
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / ("sd_bench_lora_" + std::to_string(getpid()));
+  sd::bench::write_random_sd15_unet(root, *backend);
+  auto model = UNet::load((root / "unet").string(), *backend);
   LoraTargets& targets = model->lora_targets();
 
   const int64_t rank = 64;
@@ -67,9 +71,7 @@ SD_BENCH("lora") {
     tensors[key + ".alpha"] = alpha;
     params += down.numel() + up.numel();
   }
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("sd_bench_lora_" + std::to_string(getpid()) + ".safetensors"))
-                               .string();
+  const std::string path = (root / "lora.safetensors").string();
   write_safetensors(path, tensors);
 
   auto t0 = std::chrono::steady_clock::now();
@@ -89,7 +91,7 @@ SD_BENCH("lora") {
   t0 = std::chrono::steady_clock::now();
   unfuse_lora(model.get(), nullptr);
   const double unfuse_s = seconds_since(t0);
-  std::filesystem::remove(path);
+  std::filesystem::remove_all(root);
   std::printf("%-28s %10s\n", "step (UNet weights touched)", "seconds");
   std::printf("%-28s %10.2f\n", "read file", read_s);
   std::printf("%-28s %10.2f   (%d weights)\n", "fuse, scale 1", fuse_s, r.unet_layers);
