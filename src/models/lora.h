@@ -20,6 +20,10 @@
 // computes it; see LoraTargets (lora_targets.h) for un-fusing and re-fusing. Every LoRA key must
 // match a weight of the models given; otherwise fuse_lora throws listing the unmatched keys (or,
 // with allow_unmatched, fuses the rest and reports them).
+//
+// Fuse before Stream::prepare (or prepare again after fusing): a prepared stream caches the
+// prompt embeddings and the cross-attention K/V computed with the weights of that moment.
+// Fusing a text-encoder LoRA through PromptEncoder::model_for_update() clears its cache.
 #pragma once
 
 #include <map>
