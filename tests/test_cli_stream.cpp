@@ -14,6 +14,8 @@
 #include <fstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "cli_stream_model.h"
 #include "io/image.h"
 #include "test_support.h"
@@ -60,7 +62,8 @@ fs::path CliStream::root_;
 TEST_F(CliStream, Img2imgFolderWithTaesdWritesEveryFrame) {
   const RunResult r =
       run_cli("img2img " + common() + "--taesd " + taesd() + " --input " + quote(path("in")) +
-              " --output " + quote(path("out")) + " --width 64 --height 64 --cfg self");
+              " --output " + quote(path("out")) + " --width 64 --height 64 --cfg self" +
+              " --stats-json " + quote(path("stats.json")));
   ASSERT_EQ(r.code, 0) << r.output;
   for (const char* name : {"a.png", "b.png", "c.png"}) {
     const fs::path p = root_ / "out" / name;
@@ -74,6 +77,16 @@ TEST_F(CliStream, Img2imgFolderWithTaesdWritesEveryFrame) {
   EXPECT_FALSE(fs::exists(root_ / "out" / "notes.txt"));
   EXPECT_NE(r.output.find("frames 3, skipped 0, dropped 0"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("p99"), std::string::npos) << r.output;
+  // The same numbers for scripts.
+  std::ifstream in(path("stats.json"));
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << "stats.json is not JSON";
+  EXPECT_EQ(j["frames_written"], 3);
+  EXPECT_EQ(j["frames_dropped"], 0);
+  ASSERT_EQ(j["written_s"].size(), 3u);
+  EXPECT_LE(j["written_s"][0].get<double>(), j["written_s"][2].get<double>());
+  EXPECT_GT(j["latency_ms"]["p50"].get<double>(), 0.0);
+  EXPECT_GT(j["prepare_ms"].get<double>(), 0.0);
 }
 
 TEST_F(CliStream, Img2imgSingleImageWithAutoencoderKLAndFilter) {

@@ -23,10 +23,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "core/error.h"
@@ -51,6 +54,7 @@ namespace fs = std::filesystem;
 struct StreamArgs {
   std::string model, taesd, input, output, prompt, negative;
   std::vector<std::string> loras;  // PATH or PATH:SCALE
+  std::string stats_json;          // img2img / vid2vid: write the run's numbers here
   bool lora_allow_unmatched = false;
   std::vector<int> t_index{32, 45};
   int steps = 50;
@@ -235,6 +239,29 @@ void print_summary(const StreamRunStats& s) {
       s.latency_p99_ms);
 }
 
+// The run's numbers as JSON, for scripts (benchmarks, integrations).
+void write_stats_json(const std::string& path, const StreamRunStats& s, double load_ms,
+                      double prepare_ms, const std::vector<double>& written_s) {
+  nlohmann::json j;
+  j["frames_read"] = s.frames_read;
+  j["frames_written"] = s.frames_written;
+  j["frames_skipped"] = s.frames_skipped;
+  j["frames_dropped"] = s.frames_dropped;
+  j["wall_s"] = s.wall_s;
+  j["fps"] = s.fps;
+  j["latency_ms"] = {{"mean", s.latency_mean_ms},
+                     {"p50", s.latency_p50_ms},
+                     {"p99", s.latency_p99_ms},
+                     {"max", s.latency_max_ms}};
+  j["load_ms"] = load_ms;
+  j["prepare_ms"] = prepare_ms;
+  j["written_s"] = written_s;
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  out.close();
+  SD_CHECK(out.good(), "--stats-json: cannot write '", path, "'");
+}
+
 void run_img2img(const StreamArgs& a) {
   const StreamSettings settings = settings_from(a);
   check_model_folder(a);
@@ -245,12 +272,15 @@ void run_img2img(const StreamArgs& a) {
   std::unique_ptr<FrameSink> sink = open_sink(a.output, *source, a.width, a.height, a.live);
   std::printf("input %s\n", source->describe().c_str());
 
-  LoadedModels m = load_models(a);
-  Stream stream(*m.backend, *m.unet, *m.codec, m.text.get(), settings);
   auto t0 = std::chrono::steady_clock::now();
+  LoadedModels m = load_models(a);
+  const double load_ms = ms_since(t0);
+  Stream stream(*m.backend, *m.unet, *m.codec, m.text.get(), settings);
+  t0 = std::chrono::steady_clock::now();
   stream.prepare(a.prompt, a.negative);
+  const double prepare_ms = ms_since(t0);
   std::printf("prepared %dx%d, t_index_list of %zu, cfg %s in %.0f ms\n", a.width, a.height,
-              a.t_index.size(), a.cfg.c_str(), ms_since(t0));
+              a.t_index.size(), a.cfg.c_str(), prepare_ms);
   std::fflush(stdout);
 
   const int warmup = settings.use_denoising_batch ? int(a.t_index.size()) - 1 : 0;
@@ -281,11 +311,17 @@ void run_img2img(const StreamArgs& a) {
   options.input_policy = a.live ? QueuePolicy::DropOldest : QueuePolicy::Block;
   if (a.live) options.queue_capacity = 1;  // the denoiser gets the freshest frame
   ProgressLine progress(source->estimated_count());
-  options.on_frame = [&](const Frame& f, const StreamRunStats& s) { progress.frame(f, s); };
+  std::vector<double> written_s;  // when each output was written, from the run's start
+  const auto run_start = std::chrono::steady_clock::now();
+  options.on_frame = [&](const Frame& f, const StreamRunStats& s) {
+    progress.frame(f, s);
+    written_s.push_back(ms_since(run_start) / 1000.0);
+  };
   const StreamRunStats stats = run_stream(stages, options);
   progress.finish();
   sink->close();
   print_summary(stats);
+  if (!a.stats_json.empty()) write_stats_json(a.stats_json, stats, load_ms, prepare_ms, written_s);
   std::printf("wrote %s\n", sink->describe().c_str());
 }
 
@@ -359,6 +395,9 @@ void add_img2img_options(CLI::App& cmd, const std::shared_ptr<StreamArgs>& a) {
   cmd.add_option("--ssf-max-skip", a->ssf_max_skip,
                  "Similarity filter: most consecutive frames skipped")
       ->capture_default_str();
+  cmd.add_option("--stats-json", a->stats_json,
+                 "Write the run's numbers (frames, fps, latency, load/prepare ms, per-frame "
+                 "output times) to this JSON file");
   cmd.add_flag("--live", a->live,
                "Play the input as a live source at its frame rate; frames the denoiser cannot "
                "keep up with are dropped (oldest first) and counted");
