@@ -35,9 +35,8 @@ Timing
     perf_counter from the PIL image to the output PIL image (preprocess, encode, UNet, decode,
     postprocess). streamdiff: the CLI runs `--warmup + --runs` copies of the input in a folder
     through its threaded runner (read/decode, denoise and encode/write overlap, as in real use);
-    a frame's time is the interval between the modification times of consecutive output files
-    (each is written once, as its frame leaves the pipeline), the first `--warmup` frames
-    excluded. The CLI's own latency p50 (a frame entering -> written) is recorded as a note.
+    a frame's time is the interval between consecutive outputs as the CLI's `--stats-json`
+    records them (when each output was written), the first `--warmup` frames excluded. The CLI's own latency p50 (a frame entering -> written) is recorded as a note.
 
 Weights
     There is no model hub here: `make-model` writes a diffusers folder with random weights
@@ -411,7 +410,8 @@ def run_streamdiff(args):
            "--t-index", ",".join(map(str, args.t_index)), "--steps", str(STREAM_STEPS),
            "--cfg", "none", "--seed", str(args.seed), "--width", str(args.size),
            "--height", str(args.size), "--input", frames, "--output", outputs,
-           "--device", "cpu", "--dtype", "f32", "--threads", str(args.threads)]
+           "--device", "cpu", "--dtype", "f32", "--threads", str(args.threads),
+           "--stats-json", os.path.join(args.work, f"streamdiff_stats_{args.size}.json")]
     if args.vae == "taesd":
         cmd += ["--taesd", os.path.join(args.model, "taesd")]
     print("running:", " ".join(cmd), flush=True)
@@ -419,19 +419,19 @@ def run_streamdiff(args):
     log = run.stdout.decode(errors="replace").replace("\r", "\n")
     if run.returncode != 0:
         sys.exit(f"streamdiff failed (exit {run.returncode}):\n{log}")
-    # Each output file is written once, when its frame comes out of the pipeline: its
-    # modification time (ns) stamps that moment, whatever the CLI prints.
     names = [f"frame_{i:04d}.png" for i in range(total)]
     missing = [n for n in names if not os.path.isfile(os.path.join(outputs, n))]
     if missing:
         sys.exit(f"streamdiff wrote no {', '.join(missing)} in {outputs}:\n{log}")
-    done = [os.stat(os.path.join(outputs, n)).st_mtime_ns / 1e9 for n in names]
-    if any(b < a for a, b in zip(done, done[1:])):
-        sys.exit(f"streamdiff: outputs were not written in frame order: {done}")
+    # --stats-json records when each output was written (seconds from the run's start).
+    with open(os.path.join(args.work, f"streamdiff_stats_{args.size}.json")) as f:
+        stats = json.load(f)
+    done = stats["written_s"]
+    if len(done) != total:
+        sys.exit(f"streamdiff: {len(done)} output times for {total} frames:\n{log}")
     # Frame k (0-based) took done[k] - done[k - 1]; the first --warmup frames are not timed.
     seconds = [done[k] - done[k - 1] for k in range(args.warmup, total)]
-    summary = re.search(r"latency mean ([\d.]+) ms, p50 ([\d.]+) ms", log)
-    note = f"CLI latency p50 {float(summary.group(2)) / 1000:.3f} s" if summary else ""
+    note = f"CLI latency p50 {stats['latency_ms']['p50'] / 1000:.3f} s"
     last = Image.open(os.path.join(outputs, f"frame_{total - 1:04d}.png")).convert("RGB")
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
     row = dict(label=f"streamdiff img2img, t_index {args.t_index}",
