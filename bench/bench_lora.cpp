@@ -33,9 +33,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 bool lcm_lora_target(const std::string& m) {
   for (const char* s : {"to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj",
                         "ff.net.2", "conv1", "conv2", "time_emb_proj", "conv_shortcut"})
-    if (m.size() >= std::string(s).size() &&
-        m.compare(m.size() - std::string(s).size(), std::string::npos, s) == 0)
-      return true;
+    if (m.ends_with(s)) return true;
   return m.find("samplers.0.conv") != std::string::npos;
 }
 

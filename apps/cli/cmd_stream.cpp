@@ -312,6 +312,7 @@ void run_img2img(const StreamArgs& a) {
   if (a.live) options.queue_capacity = 1;  // the denoiser gets the freshest frame
   ProgressLine progress(source->estimated_count());
   std::vector<double> written_s;  // when each output was written, from the run's start
+  written_s.reserve(size_t(std::max<int64_t>(source->estimated_count(), 0)) + 16);
   const auto run_start = std::chrono::steady_clock::now();
   options.on_frame = [&](const Frame& f, const StreamRunStats& s) {
     progress.frame(f, s);

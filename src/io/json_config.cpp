@@ -1,6 +1,7 @@
 #include "io/json_config.h"
 
 #include <fstream>
+#include <set>
 
 #include "core/error.h"
 
@@ -112,6 +113,26 @@ std::string join_ints(const std::vector<int>& v) {
   std::string s = "[";
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
   return s + "]";
+}
+
+nlohmann::json parse_json_rejecting_duplicates(const char* begin, const char* end,
+                                               std::string* duplicate) {
+  std::vector<std::set<std::string>> open_objects;
+  duplicate->clear();
+  nlohmann::json::parser_callback_t on_event = [&](int, nlohmann::json::parse_event_t ev,
+                                                   nlohmann::json& parsed) {
+    using Event = nlohmann::json::parse_event_t;
+    if (ev == Event::object_start) {
+      open_objects.emplace_back();
+    } else if (ev == Event::object_end) {
+      if (!open_objects.empty()) open_objects.pop_back();
+    } else if (ev == Event::key && !open_objects.empty() && parsed.is_string()) {
+      if (!open_objects.back().insert(parsed.get<std::string>()).second && duplicate->empty())
+        *duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
+  return nlohmann::json::parse(begin, end, on_event, /*allow_exceptions=*/false);
 }
 
 }  // namespace sd

@@ -44,6 +44,12 @@ class JsonConfig {
   nlohmann::json j_;
 };
 
+// Parses [begin, end) like nlohmann::json::parse without exceptions (a discarded value when it
+// is not JSON), and sets *duplicate to the first key repeated inside one object (nlohmann keeps
+// the last one silently), or leaves it empty.
+nlohmann::json parse_json_rejecting_duplicates(const char* begin, const char* end,
+                                               std::string* duplicate);
+
 // "[1, 2, 3]", for messages.
 std::string join_ints(const std::vector<int>& v);
 

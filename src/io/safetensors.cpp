@@ -17,6 +17,7 @@
 #endif
 
 #include "core/error.h"
+#include "io/json_config.h"
 
 namespace sd {
 
@@ -228,21 +229,8 @@ void SafetensorsFile::parse(const std::string& name) {
   const size_t data_len = size_ - data_start_;
   const char* hbegin = reinterpret_cast<const char*>(base_ + 8);
 
-  // Parse, rejecting duplicate keys in any object (nlohmann would silently keep the last one).
-  std::vector<std::set<std::string>> open_objects;
   std::string duplicate;
-  json::parser_callback_t on_event = [&](int, json::parse_event_t ev, json& parsed) {
-    if (ev == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (ev == json::parse_event_t::object_end) {
-      if (!open_objects.empty()) open_objects.pop_back();
-    } else if (ev == json::parse_event_t::key && !open_objects.empty() && parsed.is_string()) {
-      if (!open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty())
-        duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
-  json header = json::parse(hbegin, hbegin + header_len, on_event, /*allow_exceptions=*/false);
+  json header = parse_json_rejecting_duplicates(hbegin, hbegin + header_len, &duplicate);
   SD_CHECK(!header.is_discarded(), where, "header is not valid JSON");
   SD_CHECK(header.is_object(), where, "header is JSON but not an object (", header.type_name(),
            ")");

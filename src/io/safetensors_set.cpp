@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/json_config.h"
 
 namespace sd {
 
@@ -19,28 +20,11 @@ namespace {
 
 constexpr uintmax_t kMaxIndexBytes = 100ull << 20;
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Parses `text`, rejecting duplicate keys in any object (nlohmann keeps the last one silently);
 // `where` starts every message.
 json parse_strict(const std::string& text, const std::string& where) {
-  std::vector<std::set<std::string>> open_objects;
   std::string duplicate;
-  json::parser_callback_t on_event = [&](int, json::parse_event_t ev, json& parsed) {
-    if (ev == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (ev == json::parse_event_t::object_end) {
-      if (!open_objects.empty()) open_objects.pop_back();
-    } else if (ev == json::parse_event_t::key && !open_objects.empty() && parsed.is_string()) {
-      if (!open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty())
-        duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
-  json j = json::parse(text, on_event, /*allow_exceptions=*/false);
+  json j = parse_json_rejecting_duplicates(text.data(), text.data() + text.size(), &duplicate);
   SD_CHECK(!j.is_discarded(), where, "not valid JSON");
   SD_CHECK(duplicate.empty(), where, "duplicate key '", duplicate, "'");
   return j;
@@ -49,7 +33,7 @@ json parse_strict(const std::string& text, const std::string& where) {
 }  // namespace
 
 bool SafetensorsSet::is_index(const std::string& path) {
-  return ends_with(path, ".index.json");
+  return path.ends_with(".index.json");
 }
 
 SafetensorsSet::~SafetensorsSet() = default;

@@ -70,21 +70,12 @@ UNetConfig sd21_unet_config() {
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Replaces the leading `from` of `rest` by `to` (first match of the table); fails otherwise.
 std::string rename_head(const std::string& rest,
                         const std::vector<std::pair<const char*, const char*>>& table,
                         const std::string& full_name) {
   for (const auto& [from, to] : table)
-    if (starts_with(rest, from)) return to + rest.substr(std::string(from).size());
+    if (rest.starts_with(from)) return to + rest.substr(std::string(from).size());
   fail("no LDM name for parameter '", full_name, "'");
 }
 
@@ -140,7 +131,7 @@ std::string ldm_unet_tensor_name(const std::string& name, const UNetConfig& c) {
       {"conv_norm_out.", "out.0."},
       {"conv_out.", "out.2."}};
   for (const auto& [from, to] : fixed)
-    if (starts_with(name, from)) return to + name.substr(std::string(from).size());
+    if (name.starts_with(from)) return to + name.substr(std::string(from).size());
 
   const std::vector<std::string> p = split_dots(name);
   const int n = int(c.block_out_channels.size());
@@ -168,7 +159,7 @@ std::string ldm_unet_tensor_name(const std::string& name, const UNetConfig& c) {
     const std::string at = "input_blocks." + std::to_string(first + j);
     if (kind == "resnets") return at + ".0." + rename_head(rest, kUNetResnet, name);
     if (kind == "attentions") return at + ".1." + rest;
-    if (kind == "downsamplers" && j == 0 && starts_with(rest, "conv."))
+    if (kind == "downsamplers" && j == 0 && rest.starts_with("conv."))
       return "input_blocks." + std::to_string(first + c.layers_per_block[b]) + ".0.op." +
              rest.substr(5);
     return no_name();
@@ -253,7 +244,7 @@ Tensor LdmUNetWeights::get(const std::string& name, const Shape& expect) {
 
 void LdmUNetWeights::check_all_used() const {
   for (const auto& e : file_.entries())
-    SD_CHECK(!starts_with(e.name, LdmCheckpoint::kUNetPrefix) || used_.count(e.name), "'",
+    SD_CHECK(!e.name.starts_with(LdmCheckpoint::kUNetPrefix) || used_.count(e.name), "'",
              file_.path(), "': unexpected UNet tensor '", e.name, "' ", e.shape.str(),
              " (the UNet config does not use it; do config and checkpoint match?)");
 }
@@ -283,7 +274,7 @@ Tensor LdmVaeWeights::get(const std::string& name, const Shape& expect) {
 
 void LdmVaeWeights::check_all_used() const {
   for (const auto& e : file_.entries())
-    SD_CHECK(!starts_with(e.name, LdmCheckpoint::kVaePrefix) || used_.count(e.name), "'",
+    SD_CHECK(!e.name.starts_with(LdmCheckpoint::kVaePrefix) || used_.count(e.name), "'",
              file_.path(), "': unexpected VAE tensor '", e.name, "' ", e.shape.str(),
              " (the VAE config does not use it; do config and checkpoint match?)");
 }
@@ -292,7 +283,7 @@ void LdmVaeWeights::check_all_used() const {
 
 bool LdmCheckpoint::is_ldm(const SafetensorsFile& file) {
   for (const auto& e : file.entries())
-    if (starts_with(e.name, kUNetPrefix)) return true;
+    if (e.name.starts_with(kUNetPrefix)) return true;
   return false;
 }
 
@@ -307,22 +298,22 @@ LdmCheckpointInfo inspect(const SafetensorsFile& f) {
   bool openai = false, openclip = false, sdxl = false, label_emb = false;
   for (const auto& e : f.entries()) {
     const int64_t n = e.shape.numel();
-    if (starts_with(e.name, u)) {
+    if (e.name.starts_with(u)) {
       info.unet_params += n;
-      if (ends_with(e.name, ".attn2.to_k.weight") && e.shape.rank == 2)
+      if (e.name.ends_with(".attn2.to_k.weight") && e.shape.rank == 2)
         context_dims.insert(e.shape[1]);
-      if (ends_with(e.name, ".proj_in.weight")) proj_ranks.insert(e.shape.rank);
-      if (starts_with(e.name, u + "label_emb.")) label_emb = true;
-    } else if (starts_with(e.name, LdmCheckpoint::kVaePrefix)) {
+      if (e.name.ends_with(".proj_in.weight")) proj_ranks.insert(e.shape.rank);
+      if (e.name.starts_with(u + "label_emb.")) label_emb = true;
+    } else if (e.name.starts_with(LdmCheckpoint::kVaePrefix)) {
       info.vae_params += n;
       info.has_vae = true;
-    } else if (starts_with(e.name, LdmCheckpoint::kTextPrefix)) {
+    } else if (e.name.starts_with(LdmCheckpoint::kTextPrefix)) {
       info.text_encoder_params += n;
-      openai |= starts_with(e.name, "cond_stage_model.transformer.");
-      openclip |= starts_with(e.name, "cond_stage_model.model.");
+      openai |= e.name.starts_with("cond_stage_model.transformer.");
+      openclip |= e.name.starts_with("cond_stage_model.model.");
     } else {
       info.other_params += n;
-      sdxl |= starts_with(e.name, "conditioner.embedders.");
+      sdxl |= e.name.starts_with("conditioner.embedders.");
     }
   }
   SD_CHECK(!sdxl, "'", path,

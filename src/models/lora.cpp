@@ -17,12 +17,6 @@ namespace sd {
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) {
-  return s.size() >= p.size() && s.compare(0, p.size(), p) == 0;
-}
-bool ends_with(const std::string& s, const std::string& e) {
-  return s.size() >= e.size() && s.compare(s.size() - e.size(), e.size(), e) == 0;
-}
 std::string underscored(std::string s) {
   for (char& c : s)
     if (c == '.') c = '_';
@@ -52,13 +46,13 @@ bool split_diffusers_key(const std::string& key, std::string* module, Role* role
       {".alpha", Role::kAlpha},
   };
   for (const auto& [suffix, r] : kSuffixes) {
-    if (!ends_with(key, suffix)) continue;
+    if (!key.ends_with(suffix)) continue;
     std::string m = key.substr(0, key.size() - std::string(suffix).size());
     if (std::string(suffix).front() == '_') {  // processor spelling
       const std::string proc = ".processor.";
       const size_t at = m.rfind(proc);
       if (at != std::string::npos) m = m.substr(0, at) + "." + m.substr(at + proc.size());
-      if (ends_with(m, ".to_out")) m += ".0";
+      if (m.ends_with(".to_out")) m += ".0";
     }
     *module = m;
     *role = r;
@@ -70,19 +64,19 @@ bool split_diffusers_key(const std::string& key, std::string* module, Role* role
 // The part a diffusers module belongs to, with the part prefix removed.
 LoraPart diffusers_part(std::string* module, const std::string& path, const std::string& key) {
   std::string& m = *module;
-  if (starts_with(m, "base_model.model.")) m = m.substr(17);
-  SD_CHECK(!starts_with(m, "text_encoder_2.") && !starts_with(m, "lora_te2_"), "LoRA '", path,
+  if (m.starts_with("base_model.model.")) m = m.substr(17);
+  SD_CHECK(!m.starts_with("text_encoder_2.") && !m.starts_with("lora_te2_"), "LoRA '", path,
            "': key '", key, "' is for a second text encoder (SDXL), which these models lack");
-  if (starts_with(m, "unet.")) {
+  if (m.starts_with("unet.")) {
     m = m.substr(5);
     return LoraPart::kUNet;
   }
-  if (starts_with(m, "text_encoder.")) {
+  if (m.starts_with("text_encoder.")) {
     m = m.substr(13);
-    if (!starts_with(m, "text_model.")) m = "text_model." + m;  // transformers 5 drops it
+    if (!m.starts_with("text_model.")) m = "text_model." + m;  // transformers 5 drops it
     return LoraPart::kTextEncoder;
   }
-  if (starts_with(m, "text_model.")) return LoraPart::kTextEncoder;
+  if (m.starts_with("text_model.")) return LoraPart::kTextEncoder;
   return LoraPart::kUNet;
 }
 
@@ -150,7 +144,7 @@ LoraFile LoraFile::load(const std::string& path) {
   out.path_ = path;
   bool kohya = false;
   for (const SafetensorsEntry& e : f.entries())
-    kohya |= starts_with(e.name, "lora_unet_") || starts_with(e.name, "lora_te");
+    kohya |= e.name.starts_with("lora_unet_") || e.name.starts_with("lora_te");
   out.format_ = kohya ? LoraFormat::kKohya : LoraFormat::kDiffusers;
 
   std::map<std::string, Pending> pending;  // by module (kohya: its underscored name)
@@ -177,12 +171,12 @@ LoraFile LoraFile::load(const std::string& path) {
         fail("LoRA '", path, "': key '", key,
              "' is not a kohya LoRA key (lora_down.weight, "
              "lora_up.weight, alpha)");
-      SD_CHECK(!starts_with(name, "lora_te2_"), "LoRA '", path, "': key '", key,
+      SD_CHECK(!name.starts_with("lora_te2_"), "LoRA '", path, "': key '", key,
                "' is for a second text encoder (SDXL), which these models lack");
-      if (starts_with(name, "lora_unet_")) {
+      if (name.starts_with("lora_unet_")) {
         module = name.substr(10);
-      } else if (starts_with(name, "lora_te1_") || starts_with(name, "lora_te_")) {
-        module = name.substr(starts_with(name, "lora_te1_") ? 9 : 8);
+      } else if (name.starts_with("lora_te1_") || name.starts_with("lora_te_")) {
+        module = name.substr(name.starts_with("lora_te1_") ? 9 : 8);
         part = LoraPart::kTextEncoder;
       } else {
         fail("LoRA '", path, "': key '", key, "' has neither a lora_unet_ nor a lora_te_ prefix");
@@ -261,7 +255,7 @@ class ModuleResolver {
     if (!kohya) return;
     for (const std::string& m : targets.modules()) {
       by_underscore_.emplace(underscored(m), m);
-      if (starts_with(m, "text_model."))  // also as named from transformers 5's module tree
+      if (m.starts_with("text_model."))  // also as named from transformers 5's module tree
         by_underscore_.emplace(underscored(m.substr(11)), m);
       if (!ldm_config) continue;
       try {  // the LDM block names of the original checkpoint, as many kohya files use

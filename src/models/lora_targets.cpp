@@ -28,9 +28,9 @@ void check_lora_shapes(const LoraLayer& layer, const Shape& torch_shape) {
 
 namespace {
 
-// w += scale · ratio · up · down (w: host f32 of `torch_shape`, contiguous).
+// w += scale · ratio · up · down (w: host f32 of `torch_shape`, contiguous; shapes checked by
+// fuse()).
 void add_lora_delta(const LoraLayer& layer, const Shape& torch_shape, float scale, float* w) {
-  check_lora_shapes(layer, torch_shape);
   const int64_t out = torch_shape[0];
   const int64_t fan_in = torch_shape.numel() / std::max<int64_t>(out, 1);
   const Tensor& up = layer.up;
@@ -43,12 +43,6 @@ void add_lora_delta(const LoraLayer& layer, const Shape& torch_shape, float scal
 }
 
 }  // namespace
-
-Tensor lora_delta(const LoraLayer& layer, const Shape& torch_shape) {
-  Tensor delta = Tensor::host(torch_shape, DType::F32);  // zero-filled
-  add_lora_delta(layer, torch_shape, 1.f, delta.data_as<float>());
-  return delta;
-}
 
 void LoraTargets::set_base(BaseSource base, std::string describe) {
   base_ = std::move(base);

@@ -84,7 +84,5 @@ class LoraTargets {
 // Throws sd::Error naming the layer and the shapes unless `layer` fits a weight of
 // `torch_shape`.
 void check_lora_shapes(const LoraLayer& layer, const Shape& torch_shape);
-// ΔW = ratio · up · down as a host f32 tensor of `torch_shape` (checked as above).
-Tensor lora_delta(const LoraLayer& layer, const Shape& torch_shape);
 
 }  // namespace sd

@@ -34,10 +34,8 @@ void SafetensorsUNetWeights::check_all_used() const {
 
 Weight UNetWeightReader::record(const std::string& name, Weight w, const Shape& torch_shape,
                                 const Shape& stored_shape) {
-  const std::string suffix = ".weight";
-  if (lora_ && name.size() > suffix.size() &&
-      name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-    lora_->add(name.substr(0, name.size() - suffix.size()), w, torch_shape, stored_shape);
+  if (lora_ && name.ends_with(".weight"))
+    lora_->add(name.substr(0, name.size() - 7), w, torch_shape, stored_shape);
   return w;
 }
 

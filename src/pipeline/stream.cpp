@@ -99,6 +99,7 @@ void Stream::prepare(const std::string& prompt, const std::string& negative_prom
 }
 
 void Stream::build_row_constants() {
+  temb_cache_.clear();  // the timesteps may have changed
   const size_t B = size_t(n_ * f_);
   a_.assign(B, 0), b_.assign(B, 0), cskip_.assign(B, 0), cout_.assign(B, 0);
   a_next_.assign(B, 1), b_next_.assign(B, 1), t_rows_.assign(B, 0);
@@ -141,8 +142,16 @@ void Stream::build_kv() {
   be_.synchronize();
 }
 
+Tensor Stream::time_embedding_for(const std::vector<float>& t) const {
+  for (const auto& [key, emb] : temb_cache_)
+    if (key == t) return emb;
+  temb_cache_.emplace_back(t, unet_.time_embedding(t, int64_t(t.size())));
+  return temb_cache_.back().second;
+}
+
 Tensor Stream::unet_pass(const Tensor& x, const std::vector<float>& t) const {
-  if (s_.precompute_kv) return unet_.forward(x, t, kv_);
+  // The per-frame path: K/V and time embedding precomputed, no upload or wait inside the pass.
+  if (s_.precompute_kv) return unet_.forward(x, time_embedding_for(t), kv_);
   Tensor states = be_.alloc(pass_states_.shape());
   be_.copy_from_host(pass_states_, states);
   return unet_.forward(x, t, states);

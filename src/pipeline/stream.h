@@ -179,6 +179,9 @@ class Stream {
   // One UNet pass over x [kv_.batch rows] with the K/V cache, or (precompute_kv off) with the
   // prompt embeddings of those rows.
   Tensor unet_pass(const Tensor& x, const std::vector<float>& t) const;
+  // The UNet time embedding of a row layout `t`, computed once per layout (a stream has one per
+  // pass kind: the batched pass, or each sequential step) and kept until the timesteps change.
+  Tensor time_embedding_for(const std::vector<float>& t) const;
 
   Backend& be_;
   const UNet& unet_;
@@ -197,8 +200,9 @@ class Stream {
   std::vector<float> a_, b_, cskip_, cout_, a_next_, b_next_, t_rows_;
   Tensor cond_, uncond_;  // [tokens, D] host f32
   UNetKVCache kv_;        // batched: UNet rows; sequential: f (+ extra) rows
-  Tensor pass_states_;    // precompute_kv off: [kv_.batch, tokens, D] host f32 (kv_ is empty
-                          // but for batch / tokens)
+  mutable std::vector<std::pair<std::vector<float>, Tensor>> temb_cache_;
+  Tensor pass_states_;  // precompute_kv off: [kv_.batch, tokens, D] host f32 (kv_ is empty
+                        // but for batch / tokens)
   Tensor init_noise_, stock_, buffer_, x_, eps_, x0_, out_latent_, frame_in_, noise_tmp_;
   Tensor prev_output_;
   std::vector<float> t_scratch_, draw_scratch_, xin_scratch_;  // sized at prepare
