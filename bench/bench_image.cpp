@@ -18,7 +18,7 @@ void report(const char* what, const sd::bench::Stats& s) {
 }  // namespace
 
 SD_BENCH("image") {
-  const char* path = SD_SHARED_DIR "/data/images/input.png";
+  const char* path = SD_DATA_DIR "/images/portrait.png";
   std::ifstream f(path, std::ios::binary);
   SD_CHECK(f, "bench image: cannot open ", path);
   const std::vector<uint8_t> png(std::istreambuf_iterator<char>(f), {});

@@ -1,7 +1,7 @@
-// `streamdiff bench` run as a user would, on a tiny diffusers-layout folder assembled in a temp
-// dir from the committed fixtures (the tiny SD 1.x-like UNet of fixtures/stream/unet and the
-// tiny AutoencoderKL of fixtures/vae/tiny/vae; no text_encoder/, so the bench uses hash-random
-// prompt embeddings) with the tiny TAESD: every table's header and rows must appear.
+// `streamdiff bench` run as a user would, on the tiny diffusers-layout model of the CLI stream
+// tests (cli_stream_model.h: tiny SD 1.x-like UNet, tokenizer, text encoder, tiny
+// AutoencoderKL), assembled in a temp dir, with the tiny TAESD: every table's header and rows
+// must appear; without vae/ the full-VAE row is n/a.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string>
 
+#include "cli_stream_model.h"
 #include "test_support.h"
 
 namespace sd {
@@ -28,11 +29,9 @@ class CliBench : public testing::Test {
   static void SetUpTestSuite() {
     root_ = fs::temp_directory_path() / ("sd_cli_bench_" + std::to_string(::getpid()));
     fs::remove_all(root_);
-    fs::create_directories(root_ / "model");
-    fs::copy(kFixtures / "stream" / "unet", root_ / "model" / "unet");
-    fs::copy(kFixtures / "vae" / "tiny" / "vae", root_ / "model" / "vae");
-    fs::create_directories(root_ / "no_vae");
-    fs::copy(kFixtures / "stream" / "unet", root_ / "no_vae" / "unet");
+    test::write_tiny_stream_model(root_ / "model");
+    test::write_tiny_stream_model(root_ / "no_vae");
+    fs::remove_all(root_ / "no_vae" / "vae");
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
 

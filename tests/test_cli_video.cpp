@@ -82,7 +82,7 @@ class CliVideo : public testing::Test {
 
   static std::string path(const std::string& name) { return (root_ / name).string(); }
   static std::string common(
-      const std::string& taesd = (test::kStreamFixtures / "taesd" / "tiny").string()) {
+      const std::string& taesd = test::kTinyTaesd.string()) {
     return "--model " + quote(path("model")) + " --taesd " + quote(taesd) +
            " --prompt 'a cat' --dtype f32 --width 64 --height 64 ";
   }

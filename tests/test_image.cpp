@@ -275,7 +275,7 @@ TEST_F(ImageFiles, JpegGrayscaleAndCmyk) {
 }
 
 TEST(ImageRead, RealPortrait) {
-  const Image img = read_image(SD_SHARED_DIR "/data/images/input.png");  // 879x879 RGBA PNG
+  const Image img = read_image(SD_DATA_DIR "/images/portrait.png");  // 879x879 RGBA PNG
   EXPECT_EQ(img.width, 879);
   EXPECT_EQ(img.height, 879);
   ASSERT_EQ(img.rgb.size(), 879u * 879u * 3u);
@@ -423,7 +423,7 @@ TEST(ImageResize, MatchesPilBilinearOnThePortrait) {
   //   src = Image.open("input.png").convert("RGB")        # 879x879
   //   src.resize((96, 96), Image.BILINEAR).crop((0, 16, 96, 80)).save(...)
   // PIL computes in fixed point and rounds between its two passes, so allow 1 per sample.
-  const Image src = read_image(SD_SHARED_DIR "/data/images/input.png");
+  const Image src = read_image(SD_DATA_DIR "/images/portrait.png");
   const Image want = read_image(SD_FIXTURE_DIR "/image/input_cover_96x64_pil_bilinear.png");
   const Image got = resize_cover(src, 96, 64);
   ASSERT_EQ(got.width, want.width);

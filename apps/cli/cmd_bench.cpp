@@ -4,16 +4,18 @@
 //   cfg       cfg none / self / initialize / full (guidance 1.2), n = 1..--max-steps
 //   ablation  the full pipeline (Stream Batch, cfg self, TAESD, K/V cache, IO threads) at
 //             n = --max-steps vs the same without one of them
-// Models: --model, a diffusers folder (unet/; vae/ for the full-VAE row; text_encoder/ +
-// tokenizer/ for real prompt embeddings, else hash-random ones), or, without it, a full-size
-// hash-random UNet of --arch (HashUNetWeights). TAESD: --taesd, or the committed full-size random
-// TAESD (tests/fixtures/taesd/full, looked up from the working directory and the binary's).
+// Models: --model, a diffusers model folder (loaded with --taesd; a vae/ folder adds the full-VAE
+// row), or, without it, a full-size random UNet of --arch (Model::random: hash-random weights
+// and prompt embeddings). TAESD: --taesd, or the committed full-size random TAESD
+// (tests/fixtures/taesd/full, looked up from the working directory and the binary's). Written
+// on the public API: each row is a Stream with StreamConfig::time_stages.
 //
-// Timing: per frame, preprocess (image -> tensor) + VAE encode, decode, and unet = the rest of
-// Stream::img2img (UNet passes plus the scheduler arithmetic); encode / decode are timed by a
-// LatentCodec wrapper that synchronizes the backend. Warm-up frames (the pipeline's lag + 1)
-// are excluded; min / median are over --frames frames, fps = 1000 / median frame ms. With IO
-// threads a frame's time is the interval between consecutive denoised outputs.
+// Timing: per frame, pre+enc = input conversion + VAE encode (+ the output's conversion), unet =
+// the UNet passes plus the scheduler arithmetic, decode = VAE decode; the stream synchronizes
+// the device after each stage. The first frame (which fills the pipeline and prepares kernels)
+// is excluded; min / median are over --frames frames, fps = 1000 / median frame ms. With IO
+// threads (the stream's asynchronous mode, a producer thread submitting) a frame's time is the
+// interval between consecutive outputs.
 
 #include <algorithm>
 #include <chrono>
@@ -21,28 +23,18 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "commands.h"
-#include "core/error.h"
-#include "core/machine.h"
-#include "io/image.h"
-#include "models/autoencoder_kl.h"
-#include "models/ldm_checkpoint.h"
-#include "models/prompt_encoder.h"
-#include "models/taesd.h"
-#include "models/unet.h"
-#include "models/unet_hash_weights.h"
-#include "pipeline/autoencoder_kl_codec.h"
-#include "pipeline/stream.h"
-#include "pipeline/stream_runner.h"
+#include "streamdiff/media.hpp"
+#include "streamdiff/tools.hpp"
 
-namespace sd::cli {
+namespace streamdiff::cli {
 
 namespace {
 
@@ -57,48 +49,13 @@ struct BenchArgs {
   std::string model, taesd, arch = "sd15";
   int width = 256, height = 256, frames = 5, max_steps = 4;
   std::vector<std::string> tables{"batch", "cfg", "ablation"};
-  BackendOptions backend;
-};
-
-// Encode / decode timed inside the Stream: each call synchronizes the backend and adds its
-// wall time. Used from one thread at a time (the denoiser's).
-class TimedCodec : public LatentCodec {
- public:
-  TimedCodec(const LatentCodec& inner, Backend& be) : inner_(inner), be_(be) {}
-  Tensor encode(const Tensor& image) const override {
-    return timed(encode_ms, [&] { return inner_.encode(image); });
-  }
-  Tensor decode(const Tensor& latents) const override {
-    return timed(decode_ms, [&] { return inner_.decode(latents); });
-  }
-  float scaling_factor() const override { return inner_.scaling_factor(); }
-  int latent_channels() const override { return inner_.latent_channels(); }
-  int downscale() const override { return inner_.downscale(); }
-  void reset() const { encode_ms = decode_ms = 0; }
-
-  mutable double encode_ms = 0, decode_ms = 0;
-
- private:
-  template <class F>
-  Tensor timed(double& acc, F&& f) const {
-    const auto t0 = Clock::now();
-    Tensor out = f();
-    be_.synchronize();
-    acc += ms_between(t0, Clock::now());
-    return out;
-  }
-  const LatentCodec& inner_;
-  Backend& be_;
+  ModelOptions backend;
 };
 
 struct BenchModels {
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<UNet> unet;
-  std::unique_ptr<Taesd> taesd;
-  std::unique_ptr<AutoencoderKL> vae;  // only with --model .../vae
-  std::unique_ptr<LatentCodec> taesd_codec, vae_codec;
-  Tensor cond, uncond;  // [tokens, D] host f32
-  std::string what;     // one line: which weights
+  std::optional<Model> taesd;  // the UNet with TAESD
+  std::optional<Model> vae;    // the same UNet with the AutoencoderKL (--model with vae/ only)
+  std::string what;            // one line: which weights
 };
 
 // One measured configuration (a table row).
@@ -114,8 +71,8 @@ struct RowSpec {
   bool batch = true;
   CfgType cfg = CfgType::Self;
   bool io_threads = false;
-  const LatentCodec* codec = nullptr;
-  bool precompute_kv = true;  // StreamSettings::precompute_kv
+  bool full_vae = false;
+  bool precompute_kv = true;  // StreamConfig::precompute_kv
 };
 
 std::string find_default_taesd() {
@@ -128,57 +85,40 @@ std::string find_default_taesd() {
       roots.push_back(p);
   for (const fs::path& r : roots)
     if (fs::is_regular_file(r / rel / "config.json")) return (r / rel).string();
-  sd::fail("bench: no --taesd given and the committed random TAESD (", rel.string(),
-           ") was not found from the working directory or the binary's folder; pass --taesd");
+  check(false, "bench: no --taesd given and the committed random TAESD (", rel.string(),
+        ") was not found from the working directory or the binary's folder; pass --taesd");
+  return "";
 }
 
-void print_machine(const BenchArgs& a, const Backend& be) {
+void print_machine(const BenchArgs& a, const ModelInfo& info) {
   char date[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   std::printf("machine: %s, %u hardware threads, %d used; backend %s; dtype %s; %s\n",
               cpu_model_name().c_str(), std::thread::hardware_concurrency(),
               a.backend.threads > 0 ? a.backend.threads : int(std::thread::hardware_concurrency()),
-              be.description().c_str(), dtype_name(be.compute_dtype()), date);
+              info.backend.c_str(), info.dtype.c_str(), date);
 }
 
 BenchModels load_models(const BenchArgs& a) {
   const auto t0 = Clock::now();
   BenchModels m;
-  m.backend = make_backend(a.backend);
-  Backend& be = *m.backend;
+  ModelOptions o = a.backend;
+  o.taesd = a.taesd.empty() ? find_default_taesd() : a.taesd;
   if (!a.model.empty()) {
-    SD_CHECK(fs::is_directory(fs::path(a.model) / "unet"), "--model '", a.model,
-             "' has no unet/ folder (a diffusers model folder is expected)");
-    m.unet = UNet::load(a.model, be);
-    if (fs::is_directory(fs::path(a.model) / "vae")) {
-      m.vae = AutoencoderKL::load(a.model, be);
-      m.vae_codec = std::make_unique<AutoencoderKLCodec>(*m.vae);
-    }
+    m.taesd = Model::load(a.model, o);
     m.what = "weights: " + a.model;
+    if (fs::is_directory(fs::path(a.model) / "vae")) {
+      ModelOptions v = a.backend;
+      m.vae = Model::load(a.model, v);
+    }
   } else {
-    const UNetConfig cfg = a.arch == "sd21" ? sd21_unet_config() : sd15_unet_config();
-    HashUNetWeights weights("hash-random " + a.arch + " UNet");
-    m.unet = UNet::create(cfg, weights, be);
-    m.what = "weights: full-size hash-random " + a.arch + " UNet (" +
-             std::to_string(weights.params() / 1000000) + "M parameters)";
+    m.taesd = Model::random(a.arch, o);
+    m.what = "weights: full-size hash-random " + a.arch + " UNet";
   }
-  const std::string taesd = a.taesd.empty() ? find_default_taesd() : a.taesd;
-  m.taesd = Taesd::load(taesd, be);
-  m.taesd_codec = std::make_unique<TaesdCodec>(*m.taesd);
-  m.what += ", TAESD " + taesd + (m.vae ? ", AutoencoderKL from vae/" : "");
-
-  const int64_t dim = m.unet->config().cross_attention_dim;
-  if (!a.model.empty() && fs::is_directory(fs::path(a.model) / "text_encoder")) {
-    std::unique_ptr<PromptEncoder> text = PromptEncoder::load(a.model, be);
-    m.cond = text->encode("a photo of a cat, best quality");
-    m.uncond = text->encode("");
-    m.what += ", prompt embeddings from text_encoder/";
-  } else {
-    m.cond = hash_host_tensor("bench.cond", Shape{77, dim}, 1.f);
-    m.uncond = hash_host_tensor("bench.uncond", Shape{77, dim}, 1.f);
-    m.what += ", hash-random prompt embeddings";
-  }
+  m.what += ", TAESD " + o.taesd + (m.vae ? ", AutoencoderKL from vae/" : "");
+  m.what += a.model.empty() ? ", hash-random prompt embeddings"
+                            : ", prompt embeddings from text_encoder/";
   std::printf("%s; loaded in %.0f ms\n", m.what.c_str(), ms_between(t0, Clock::now()));
   return m;
 }
@@ -207,13 +147,14 @@ std::vector<int> spread_t_index(int n) {
 }
 
 double median(std::vector<double> v) {
-  return percentile(std::move(v), 50);
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[(v.size() - 1) / 2];
 }
 
 // Per-frame samples -> min / median; stage columns are medians.
 void summarize(RowResult& r, std::vector<double> total, std::vector<double> pre,
                std::vector<double> unet, std::vector<double> post) {
-  SD_CHECK(!total.empty(), "bench: no timed frames");
+  check(!total.empty(), "bench: no timed frames");
   r.min_ms = *std::min_element(total.begin(), total.end());
   r.median_ms = median(std::move(total));
   r.pre_ms = median(std::move(pre));
@@ -224,65 +165,54 @@ void summarize(RowResult& r, std::vector<double> total, std::vector<double> pre,
 RowResult run_row(const BenchArgs& a, BenchModels& m, const RowSpec& spec, std::string label) {
   RowResult r;
   r.label = std::move(label);
-  Backend& be = *m.backend;
-  const TimedCodec codec(*spec.codec, be);
-  StreamSettings s;
+  StreamConfig s;
   s.width = a.width, s.height = a.height;
   s.t_index_list = spread_t_index(spec.n);
   s.use_denoising_batch = spec.batch;
   s.cfg_type = spec.cfg;
   s.precompute_kv = spec.precompute_kv;
-  Stream stream(be, *m.unet, codec, nullptr, s);
-  stream.prepare_embeddings(m.cond, m.uncond);
+  s.time_stages = true;  // encode / UNet / decode times per frame (the device synchronizes)
+  s.prompt = "a photo of a cat, best quality";
+  Stream stream(spec.full_vae ? *m.vae : *m.taesd, s);
   const Image frame = synthetic_frame(a.width, a.height);
-  const int warmup = (spec.batch ? spec.n - 1 : 0) + 1;
-  // Warm-up on the thread that runs the denoiser (per-thread OpenMP teams, first-use costs).
-  auto warm_up = [&] {
-    for (int i = 0; i < warmup; ++i) stream.img2img_tensor(image_to_tensor(frame));
-  };
+  Image out = frame;
 
   const size_t F = size_t(a.frames);
-  std::vector<double> total, pre(F), unet(F), post(F);
+  std::vector<double> total, pre, unet, post;
   if (!spec.io_threads) {
-    warm_up();
+    // The first frame fills the pipeline (n - 1 warm-up passes) and prepares the kernels.
+    stream.img2img(frame.view(), out.mutable_view());
     for (size_t k = 0; k < F; ++k) {
-      codec.reset();
       const auto t0 = Clock::now();
-      const Tensor in = image_to_tensor(frame);
-      const auto t1 = Clock::now();
-      stream.img2img_tensor(in);
-      const auto t2 = Clock::now();
-      pre[k] = ms_between(t0, t1) + codec.encode_ms;
-      post[k] = codec.decode_ms;
-      unet[k] = ms_between(t1, t2) - codec.encode_ms - codec.decode_ms;
-      total.push_back(ms_between(t0, t2));
+      const FrameInfo info = stream.img2img(frame.view(), out.mutable_view());
+      const double ms = ms_between(t0, Clock::now());
+      pre.push_back(ms - info.unet_ms - info.decode_ms);  // conversions + VAE encode
+      unet.push_back(info.unet_ms);
+      post.push_back(info.decode_ms);
+      total.push_back(ms);
     }
   } else {
-    std::vector<double> prep(F);
-    std::vector<Clock::time_point> done(F);
-    StreamStages stages;
-    stages.read = [&](Frame& f) { return f.index < int64_t(F); };
-    stages.preprocess = [&](Frame& f) {
-      const auto t0 = Clock::now();
-      f.tensor = image_to_tensor(frame);
-      prep[size_t(f.index)] = ms_between(t0, Clock::now());
-    };
-    stages.denoise = [&](Frame& f) {
-      if (f.index == 0) warm_up();
-      codec.reset();
-      const auto t0 = Clock::now();
-      f.tensor = stream.img2img_tensor(f.tensor);
-      const size_t k = size_t(f.index);
-      pre[k] = codec.encode_ms;
-      post[k] = codec.decode_ms;
-      done[k] = Clock::now();  // the output is ready (the write stage only passes it on)
-      unet[k] = ms_between(t0, done[k]) - codec.encode_ms - codec.decode_ms;
-    };
-    const StreamRunStats st = run_stream(stages);
-    for (size_t k = 0; k < F; ++k) pre[k] += prep[k];
+    // A producer thread submits F + 1 frames (the first warms up); outputs are polled here.
+    AsyncOptions async;
+    stream.start(async);
+    std::thread producer([&] {
+      for (size_t k = 0; k <= F; ++k)
+        if (!stream.submit(frame.view(), int64_t(k))) break;
+      stream.end_input();
+    });
+    std::vector<Clock::time_point> done;
+    FrameInfo info;
+    while (stream.poll(out.mutable_view(), &info)) {
+      done.push_back(Clock::now());
+      if (info.tag == 0) continue;  // the warm-up frame
+      pre.push_back(info.encode_ms);
+      unet.push_back(info.unet_ms);
+      post.push_back(info.decode_ms);
+    }
+    producer.join();
+    stream.stop();
     // The first output's time includes filling the pipeline; later ones are the steady rate.
-    for (size_t k = 1; k < F; ++k) total.push_back(ms_between(done[k - 1], done[k]));
-    if (total.empty()) total.push_back(st.wall_s * 1000.0);
+    for (size_t k = 1; k < done.size(); ++k) total.push_back(ms_between(done[k - 1], done[k]));
   }
   summarize(r, std::move(total), std::move(pre), std::move(unet), std::move(post));
   return r;
@@ -310,20 +240,19 @@ void announce(const char* table, const std::string& ran) {
 }
 
 void run_bench(const BenchArgs& a) {
-  SD_CHECK(a.width > 0 && a.height > 0 && a.width % 8 == 0 && a.height % 8 == 0,
-           "--width / --height must be positive multiples of 8, got ", a.width, "x", a.height);
-  SD_CHECK(a.frames >= 1, "--frames must be at least 1, got ", a.frames);
-  SD_CHECK(a.max_steps >= 1 && a.max_steps <= 50, "--max-steps must be in [1, 50], got ",
-           a.max_steps);
-  SD_CHECK(a.model.empty() || fs::is_directory(a.model), "--model '", a.model, "' is not a folder");
+  check(a.width > 0 && a.height > 0 && a.width % 8 == 0 && a.height % 8 == 0,
+        "--width / --height must be positive multiples of 8, got ", a.width, "x", a.height);
+  check(a.frames >= 1, "--frames must be at least 1, got ", a.frames);
+  check(a.max_steps >= 1 && a.max_steps <= 50, "--max-steps must be in [1, 50], got ",
+        a.max_steps);
+  check(a.model.empty() || fs::is_directory(a.model), "--model '", a.model, "' is not a folder");
   BenchModels m = load_models(a);
-  print_machine(a, *m.backend);
+  print_machine(a, m.taesd->info());
   char common[160];
   std::snprintf(common, sizeof common,
                 "img2img %dx%d, 50 LCM steps, t_index spread over [0, 45], %d timed frames after "
                 "warm-up, per-frame min/median",
                 a.width, a.height, a.frames);
-  const LatentCodec* taesd = m.taesd_codec.get();
   const int N = a.max_steps;
   auto wants = [&](const std::string& t) {
     return std::find(a.tables.begin(), a.tables.end(), t) != a.tables.end();
@@ -337,7 +266,7 @@ void run_bench(const BenchArgs& a) {
     for (int n = 1; n <= N; ++n)
       for (bool batch : {true, false})
         rows.push_back(
-            run_row(a, m, {n, batch, CfgType::Self, false, taesd},
+            run_row(a, m, {n, batch, CfgType::Self, false},
                     "n=" + std::to_string(n) + (batch ? " stream batch" : " sequential")));
     print_table("(a) Stream Batch vs sequential", rows);
   }
@@ -348,7 +277,7 @@ void run_bench(const BenchArgs& a) {
     std::vector<RowResult> rows;
     for (int n = 1; n <= N; ++n)
       for (CfgType c : {CfgType::None, CfgType::Self, CfgType::Initialize, CfgType::Full})
-        rows.push_back(run_row(a, m, {n, true, c, false, taesd},
+        rows.push_back(run_row(a, m, {n, true, c, false},
                                "n=" + std::to_string(n) + " cfg " + cfg_type_name(c)));
     print_table("(b) residual CFG", rows);
   }
@@ -357,12 +286,12 @@ void run_bench(const BenchArgs& a) {
                              ", cfg self (g 1.2); full = Stream Batch + TAESD + K/V cache + IO "
                              "threads; " +
                              common);
-    const RowSpec full{N, true, CfgType::Self, true, taesd};
+    const RowSpec full{N, true, CfgType::Self, true};
     std::vector<RowResult> rows;
     rows.push_back(run_row(a, m, full, "full pipeline"));
-    if (m.vae_codec) {
+    if (m.vae) {
       RowSpec s = full;
-      s.codec = m.vae_codec.get();
+      s.full_vae = true;
       rows.push_back(run_row(a, m, s, "without TAESD (AutoencoderKL)"));
     } else {
       RowResult r{"without TAESD (AutoencoderKL)", false,
@@ -410,4 +339,4 @@ void register_bench(CLI::App& app) {
   cmd->callback([a] { run_bench(*a); });
 }
 
-}  // namespace sd::cli
+}  // namespace streamdiff::cli

@@ -7,11 +7,9 @@
 #include <string>
 
 #include "commands.h"
-#include "core/error.h"
-#include "io/safetensors.h"
-#include "models/prompt_encoder.h"
+#include "streamdiff/tools.hpp"
 
-namespace sd::cli {
+namespace streamdiff::cli {
 
 namespace {
 
@@ -22,35 +20,33 @@ struct EncodePromptArgs {
   bool has_negative = false;
   std::string out;
   int clip_skip = 0;
-  BackendOptions backend;
+  ModelOptions backend;
 };
 
 void run_encode_prompt(const EncodePromptArgs& a) {
-  auto backend = make_backend(a.backend);
-  auto encoder = PromptEncoder::load(a.model, *backend);
-  const ClipTextConfig& c = encoder->model().config();
-  SD_CHECK(a.clip_skip >= 0 && a.clip_skip <= c.num_hidden_layers, "--clip-skip must be in [0, ",
-           c.num_hidden_layers, "], got ", a.clip_skip);
-  std::printf("backend: %s\ntext encoder: %s (%d layers, width %d, %s)\n",
-              backend->description().c_str(), encoder->model().source().c_str(),
-              c.num_hidden_layers, c.hidden_size, c.hidden_act.c_str());
+  TextEncoder encoder = TextEncoder::load(a.model, a.backend);
+  check(a.clip_skip >= 0 && a.clip_skip <= encoder.num_layers(), "--clip-skip must be in [0, ",
+        encoder.num_layers(), "], got ", a.clip_skip);
+  std::printf("backend: %s\ntext encoder: %s\n", encoder.backend().c_str(),
+              encoder.description().c_str());
 
-  std::map<std::string, Tensor> out;
+  std::map<std::string, TensorF32> out;
   auto encode = [&](const std::string& text, const char* name) {
     const auto t0 = std::chrono::steady_clock::now();
-    Tensor e = encoder->encode(text, a.clip_skip);
+    TensorF32 e = encoder.encode(text, a.clip_skip);
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("%s: %.1f ms -> [1, %lld, %lld]\n", name, ms, (long long)e.dim(0),
-                (long long)e.dim(1));
-    out[name] = e.reshape({1, e.dim(0), e.dim(1)});
+    std::printf("%s: %.1f ms -> [1, %lld, %lld]\n", name, ms, (long long)e.shape[0],
+                (long long)e.shape[1]);
+    e.shape.insert(e.shape.begin(), 1);
+    out[name] = std::move(e);
   };
   encode(a.text, "prompt_embeds");
   if (a.has_negative) encode(a.negative, "negative_prompt_embeds");
   std::map<std::string, std::string> meta = {
       {"prompt", a.text}, {"clip_skip", std::to_string(a.clip_skip)}, {"model", a.model}};
   if (a.has_negative) meta["negative_prompt"] = a.negative;
-  write_safetensors(a.out, out, meta);
+  save_tensors(a.out, out, meta);
   std::printf("wrote %s\n", a.out.c_str());
 }
 
@@ -80,4 +76,4 @@ void register_encode_prompt(CLI::App& app) {
   });
 }
 
-}  // namespace sd::cli
+}  // namespace streamdiff::cli

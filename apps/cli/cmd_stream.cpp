@@ -1,16 +1,17 @@
-// `streamdiff img2img`, `vid2vid` and `txt2img`: the StreamDiffusion pipeline on images/video.
+// `streamdiff img2img`, `vid2vid` and `txt2img`: the StreamDiffusion pipeline on images/video,
+// written on the public API.
 //
 // img2img takes one image, a folder of images (PNG / JPEG, in file-name order) or a video file
 // and writes one output per input: an image, a folder (a folder in -> the same file names; a
 // video in -> frame_000000.png, ...) or a video file at the input's frame rate (stream_io.h).
-// vid2vid is img2img with positional IN OUT. Frames go through the threaded runner
-// (read/decode -> resize_cover -> Stream -> encode + write) with the Block policy, so every
-// frame is processed in order. With --live the input is played as a live source: frame k is
-// offered at k / fps seconds after the start, and the runner's DropOldest policy (queues of one
-// frame) discards the oldest waiting frame whenever the denoiser is slower.
-// Before the first frame the stream is warmed up with that frame (len(t_index_list) - 1 calls
-// in batched mode, as the original's examples do); with Stream Batch, output k still shows
-// input k - (n - 1) (the pipeline's lag).
+// vid2vid is img2img with positional IN OUT. Frames go through the stream's asynchronous mode:
+// a reader thread decodes and submits them, the stream's worker runs the model, and this thread
+// polls the outputs and writes them; so reading, denoising and writing overlap. Files use the
+// Block policy (every frame, in order). With --live the input is played as a live source: frame
+// k is submitted at k / fps seconds after the start, and the DropOldest policy (a queue of one
+// frame) discards the oldest waiting frame whenever the denoiser is slower. The stream warms up
+// on the first frame, so every input frame gets an output; with Stream Batch, output k still
+// shows input k - (n - 1) (the pipeline's lag).
 // txt2img writes --frames images (out.png, or out_000.png, out_001.png, ... for several).
 //
 // --model is a diffusers folder (unet/, text_encoder/, tokenizer/, and vae/ unless --taesd
@@ -18,13 +19,13 @@
 // the built-in CLIP vocabulary). --lora PATH[:SCALE] fuses LoRA files (e.g. LCM-LoRA) into the
 // UNet and text encoder after loading, in the order given.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
-#include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
-#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,24 +33,16 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "core/error.h"
-#include "io/image.h"
-#include "models/autoencoder_kl.h"
-#include "models/ldm_checkpoint.h"
-#include "models/lora.h"
-#include "models/prompt_encoder.h"
-#include "models/taesd.h"
-#include "models/unet.h"
-#include "pipeline/autoencoder_kl_codec.h"
-#include "pipeline/stream.h"
-#include "pipeline/stream_runner.h"
 #include "stream_io.h"
+#include "streamdiff/media.hpp"
+#include "streamdiff/streamdiff.hpp"
 
-namespace sd::cli {
+namespace streamdiff::cli {
 
 namespace {
 
 namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
 
 struct StreamArgs {
   std::string model, taesd, input, output, prompt, negative;
@@ -71,34 +64,24 @@ struct StreamArgs {
   bool live = false;       // img2img / vid2vid: play the input in real time, drop the oldest
   std::string fps = "30";  // frame rate of image inputs ("30", "30000/1001")
   bool fps_given = false;
-  BackendOptions backend;
+  ModelOptions backend;  // --device, --dtype, --threads
 };
 
-// The models a Stream needs; they must outlive it.
-struct LoadedModels {
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<UNet> unet;
-  std::unique_ptr<PromptEncoder> text;
-  std::unique_ptr<Taesd> taesd;
-  std::unique_ptr<AutoencoderKL> vae;
-  std::unique_ptr<LatentCodec> codec;
-};
-
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
 // Settings checks that need no model, so mistakes fail before the (slow) loading.
-StreamSettings settings_from(const StreamArgs& a) {
-  SD_CHECK(a.width > 0 && a.height > 0 && a.width % 8 == 0 && a.height % 8 == 0,
-           "--width / --height must be positive multiples of 8, got ", a.width, "x", a.height);
-  SD_CHECK(a.steps >= 1, "--steps must be at least 1, got ", a.steps);
-  SD_CHECK(!a.t_index.empty(), "--t-index needs at least one index");
+StreamConfig config_from(const StreamArgs& a) {
+  check(a.width > 0 && a.height > 0 && a.width % 8 == 0 && a.height % 8 == 0,
+        "--width / --height must be positive multiples of 8, got ", a.width, "x", a.height);
+  check(a.steps >= 1, "--steps must be at least 1, got ", a.steps);
+  check(!a.t_index.empty(), "--t-index needs at least one index");
   for (int t : a.t_index)
-    SD_CHECK(t >= 0 && t < a.steps, "--t-index ", t, " must be in [0, --steps ", a.steps, ")");
-  SD_CHECK(a.ssf_threshold > 0 && a.ssf_threshold <= 1, "--ssf-threshold must be in (0, 1], got ",
-           a.ssf_threshold);
-  StreamSettings s;
+    check(t >= 0 && t < a.steps, "--t-index ", t, " must be in [0, --steps ", a.steps, ")");
+  check(a.ssf_threshold > 0 && a.ssf_threshold <= 1, "--ssf-threshold must be in (0, 1], got ",
+        a.ssf_threshold);
+  StreamConfig s;
   s.width = a.width;
   s.height = a.height;
   s.t_index_list = a.t_index;
@@ -107,148 +90,56 @@ StreamSettings settings_from(const StreamArgs& a) {
   s.guidance_scale = a.guidance;
   s.delta = a.delta;
   s.seed = a.seed;
-  s.similar_image_filter = a.ssf;
-  s.similar_image_filter_threshold = a.ssf_threshold;
-  s.similar_image_filter_max_skip_frame = a.ssf_max_skip;
+  s.prompt = a.prompt;
+  s.negative_prompt = a.negative;
+  s.similarity_filter = a.ssf;
+  s.similarity_threshold = a.ssf_threshold;
+  s.similarity_max_skip = a.ssf_max_skip;
   return s;
 }
 
-bool is_single_file(const StreamArgs& a) {
-  return fs::is_regular_file(a.model);
+// The model path exists: checked before the input and output are opened.
+void check_model_path(const StreamArgs& a) {
+  std::error_code ec;
+  check(fs::exists(a.model, ec), "--model '", a.model,
+        "' does not exist (a diffusers model folder or a single-file .safetensors checkpoint)");
 }
 
-void check_model_folder(const StreamArgs& a) {
-  if (is_single_file(a)) {
-    SD_CHECK(fs::path(a.model).extension() == ".safetensors", "--model '", a.model,
-             "' is not a .safetensors checkpoint or a diffusers model folder (pickle .ckpt files "
-             "are not loaded: convert them to .safetensors)");
-    return;
-  }
-  SD_CHECK(fs::is_directory(a.model), "--model '", a.model,
-           "' is not a folder (a diffusers model folder with unet/, text_encoder/, tokenizer/) "
-           "or a single-file .safetensors checkpoint");
-  SD_CHECK(!a.taesd.empty() || fs::is_directory(fs::path(a.model) / "vae"), "'", a.model,
-           "' has no vae/ folder: give a TAESD folder with --taesd");
-}
-
-// "path" or "path:scale" (the last ':' followed by a number).
-std::pair<std::string, float> parse_lora(const std::string& spec) {
-  const size_t colon = spec.rfind(':');
-  if (colon != std::string::npos && colon + 1 < spec.size()) {
-    const std::string tail = spec.substr(colon + 1);
-    char* end = nullptr;
-    const float scale = std::strtof(tail.c_str(), &end);
-    if (end && *end == '\0') {
-      SD_CHECK(std::isfinite(scale), "--lora '", spec, "': scale is not a finite number");
-      return {spec.substr(0, colon), scale};
-    }
-  }
-  return {spec, 1.f};
-}
-
-void fuse_loras(const StreamArgs& a, LoadedModels& m) {
-  for (const std::string& spec : a.loras) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto [path, scale] = parse_lora(spec);
-    const LoraFile lora = LoraFile::load(path);
-    const LoraFuseReport r = fuse_lora(lora, scale, m.unet.get(), &m.text->model_for_update(),
-                                       a.lora_allow_unmatched, path);
-    std::printf("fused LoRA %s (scale %g): %d UNet and %d text-encoder weights in %.0f ms\n",
-                path.c_str(), double(scale), r.unet_layers, r.text_layers, ms_since(t0));
-    if (!r.unmatched.empty())
-      std::printf("  %zu LoRA layers matched no weight and were left out (first: %s)\n",
-                  r.unmatched.size(), r.unmatched.front().c_str());
-  }
-}
-
-LoadedModels load_models(const StreamArgs& a) {
-  const auto t0 = std::chrono::steady_clock::now();
-  LoadedModels m;
-  m.backend = make_backend(a.backend);
-  std::unique_ptr<LdmCheckpoint> ckpt;
-  if (is_single_file(a)) {
-    ckpt = LdmCheckpoint::open(a.model);
-    m.unet = ckpt->load_unet(*m.backend);
-  } else {
-    m.unet = UNet::load(a.model, *m.backend);
-  }
-  m.text = PromptEncoder::load(a.model, *m.backend);
-  if (!a.taesd.empty()) {
-    m.taesd = Taesd::load(a.taesd, *m.backend);
-    m.codec = std::make_unique<TaesdCodec>(*m.taesd);
-  } else {
-    m.vae = ckpt ? ckpt->load_vae(*m.backend) : AutoencoderKL::load(a.model, *m.backend);
-    m.codec = std::make_unique<AutoencoderKLCodec>(*m.vae);
-  }
+Model load_model(const StreamArgs& a) {
+  const auto t0 = Clock::now();
+  ModelOptions o = a.backend;
+  o.taesd = a.taesd;
+  for (const std::string& spec : a.loras) o.loras.push_back(parse_lora_spec(spec));
+  o.lora_allow_unmatched = a.lora_allow_unmatched;
+  o.on_progress = [](const std::string& line) {
+    if (line.rfind("fused LoRA", 0) == 0) std::printf("%s\n", line.c_str());
+  };
+  Model m = Model::load(a.model, o);
   std::printf("loaded %s (%s VAE) in %.0f ms\n", a.model.c_str(),
               a.taesd.empty() ? "AutoencoderKL" : "TAESD", ms_since(t0));
-  fuse_loras(a, m);
   return m;
 }
 
-// "30", "12.5" or "30000/1001" as a fraction.
-Rational parse_fps(const std::string& text) {
-  Rational r;
-  try {
-    size_t used = 0, used_den = 0;
-    const size_t slash = text.find('/');
-    if (slash != std::string::npos) {
-      const int num = std::stoi(text.substr(0, slash), &used);
-      const int den = std::stoi(text.substr(slash + 1), &used_den);
-      if (used == slash && used_den == text.size() - slash - 1) r = {num, den};
-    } else {
-      const double v = std::stod(text, &used);
-      if (used == text.size() && v > 0 && v < 1e6) {
-        r = {int(std::lround(v * 1000)), 1000};
-        for (int d : {1, 2, 4, 5, 10, 100})  // the simplest exact form: 12.5 -> 25/2
-          if (std::abs(v * d - std::round(v * d)) < 1e-9) {
-            r = {int(std::lround(v * d)), d};
-            break;
-          }
-      }
-    }
-  } catch (const std::logic_error&) {  // std::stoi / std::stod: not a number, out of range
-  }
-  SD_CHECK(r.valid(), "--fps '", text, "' is not a frame rate (e.g. 30, 12.5 or 30000/1001)");
-  return r;
-}
-
-// Row `row` of a Stream output [f, H, W, 3] (host f32 in [0, 1]) as an 8-bit image.
-Image output_image(const Tensor& out, int64_t row) {
-  SD_CHECK(out.rank() == 4 && out.dim(3) == 3 && row < out.dim(0), "stream output has shape ",
-           out.shape().str());
-  Image img;
-  img.height = int(out.dim(1));
-  img.width = int(out.dim(2));
-  const int64_t n = out.dim(1) * out.dim(2) * 3;
-  img.rgb.resize(size_t(n));
-  const float* src = out.data_as<float>() + row * n;
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = std::clamp(src[i], 0.f, 1.f);  // NaN -> 0 by the comparisons below
-    img.rgb[size_t(i)] = v > 0 ? uint8_t(std::lround(v * 255.f)) : uint8_t(0);
-  }
-  return img;
-}
-
-void print_summary(const StreamRunStats& s) {
+void print_summary(const StreamStats& s, int64_t written, double fps) {
   std::printf(
       "frames %lld, skipped %lld, dropped %lld, %.2f fps; latency mean %.1f ms, p50 %.1f ms, "
       "p99 %.1f ms\n",
-      static_cast<long long>(s.frames_written), static_cast<long long>(s.frames_skipped),
-      static_cast<long long>(s.frames_dropped), s.fps, s.latency_mean_ms, s.latency_p50_ms,
+      static_cast<long long>(written), static_cast<long long>(s.skipped),
+      static_cast<long long>(s.dropped), fps, s.latency_mean_ms, s.latency_p50_ms,
       s.latency_p99_ms);
 }
 
 // The run's numbers as JSON, for scripts (benchmarks, integrations).
-void write_stats_json(const std::string& path, const StreamRunStats& s, double load_ms,
-                      double prepare_ms, const std::vector<double>& written_s) {
+void write_stats_json(const std::string& path, const StreamStats& s, int64_t written,
+                      double wall_s, double load_ms, double prepare_ms,
+                      const std::vector<double>& written_s) {
   nlohmann::json j;
-  j["frames_read"] = s.frames_read;
-  j["frames_written"] = s.frames_written;
-  j["frames_skipped"] = s.frames_skipped;
-  j["frames_dropped"] = s.frames_dropped;
-  j["wall_s"] = s.wall_s;
-  j["fps"] = s.fps;
+  j["frames_read"] = s.frames_in;
+  j["frames_written"] = written;
+  j["frames_skipped"] = s.skipped;
+  j["frames_dropped"] = s.dropped;
+  j["wall_s"] = wall_s;
+  j["fps"] = wall_s > 0 ? double(written) / wall_s : 0;
   j["latency_ms"] = {{"mean", s.latency_mean_ms},
                      {"p50", s.latency_p50_ms},
                      {"p99", s.latency_p99_ms},
@@ -259,103 +150,134 @@ void write_stats_json(const std::string& path, const StreamRunStats& s, double l
   std::ofstream out(path);
   out << j.dump(2) << "\n";
   out.close();
-  SD_CHECK(out.good(), "--stats-json: cannot write '", path, "'");
+  check(out.good(), "--stats-json: cannot write '", path, "'");
 }
 
 void run_img2img(const StreamArgs& a) {
-  const StreamSettings settings = settings_from(a);
-  check_model_folder(a);
-  const Rational image_fps = parse_fps(a.fps);
+  const StreamConfig config = config_from(a);
+  check_model_path(a);
+  const Rational image_fps = parse_frame_rate(a.fps);
   std::unique_ptr<FrameSource> source = open_source(a.input, image_fps);
-  SD_CHECK(!(a.fps_given && source->is_video()), "--fps is for image inputs; the video '", a.input,
-           "' keeps its own frame rate (", source->fps().num, "/", source->fps().den, ")");
+  check(!(a.fps_given && source->is_video()), "--fps is for image inputs; the video '", a.input,
+        "' keeps its own frame rate (", source->fps().num, "/", source->fps().den, ")");
   std::unique_ptr<FrameSink> sink = open_sink(a.output, *source, a.width, a.height, a.live);
   std::printf("input %s\n", source->describe().c_str());
 
-  auto t0 = std::chrono::steady_clock::now();
-  LoadedModels m = load_models(a);
+  auto t0 = Clock::now();
+  Model model = load_model(a);
   const double load_ms = ms_since(t0);
-  Stream stream(*m.backend, *m.unet, *m.codec, m.text.get(), settings);
-  t0 = std::chrono::steady_clock::now();
-  stream.prepare(a.prompt, a.negative);
+  t0 = Clock::now();
+  Stream stream(model, config);
   const double prepare_ms = ms_since(t0);
   std::printf("prepared %dx%d, t_index_list of %zu, cfg %s in %.0f ms\n", a.width, a.height,
               a.t_index.size(), a.cfg.c_str(), prepare_ms);
   std::fflush(stdout);
 
-  const int warmup = settings.use_denoising_batch ? int(a.t_index.size()) - 1 : 0;
+  AsyncOptions async;
+  async.policy = a.live ? QueuePolicy::DropOldest : QueuePolicy::Block;
+  async.queue_capacity = a.live ? 1 : 2;  // live: the denoiser gets the freshest frame
+  stream.start(async);
+
+  // The reader: decode, pace (--live), submit. Input names are kept for naming the outputs.
+  std::mutex names_mu;
+  std::vector<std::string> names;
+  std::exception_ptr read_error;
   const Rational fps = source->fps();
-  std::chrono::steady_clock::time_point live_start;
-  StreamStages stages;
-  stages.read = [&](Frame& f) {
-    if (!source->next(f)) return false;
-    if (a.live) {  // offer frame k at k / fps seconds, as a camera would deliver it
-      if (f.index == 0) live_start = std::chrono::steady_clock::now();
-      std::this_thread::sleep_until(
-          live_start + std::chrono::microseconds(f.index * 1000000LL * fps.den / fps.num));
+  std::thread reader([&] {
+    try {
+      const auto start = Clock::now();
+      for (int64_t index = 0;; ++index) {
+        InputFrame f;
+        f.index = index;
+        if (!source->next(f)) break;
+        {
+          std::lock_guard<std::mutex> lock(names_mu);
+          names.push_back(f.name);
+        }
+        if (a.live)  // offer frame k at k / fps seconds, as a camera would deliver it
+          std::this_thread::sleep_until(
+              start + std::chrono::microseconds(index * 1000000LL * fps.den / fps.num));
+        if (!stream.submit(f.image.view(), index)) break;  // the worker stopped (an error)
+      }
+    } catch (...) {
+      read_error = std::current_exception();
     }
-    return true;
-  };
-  stages.preprocess = [&](Frame& f) {
-    f.tensor = image_to_tensor(resize_cover(take_input_image(f), a.width, a.height));
-  };
-  stages.denoise = [&](Frame& f) {
-    if (f.index == 0)
-      for (int i = 0; i < warmup; ++i) stream.img2img_tensor(f.tensor);
-    const int64_t skipped_before = stream.skipped_frames();
-    f.tensor = stream.img2img_tensor(f.tensor);
-    f.skipped = stream.skipped_frames() > skipped_before;
-  };
-  stages.write = [&](Frame& f) { sink->write(f, output_image(f.tensor, 0)); };
-  StreamRunOptions options;
-  options.input_policy = a.live ? QueuePolicy::DropOldest : QueuePolicy::Block;
-  if (a.live) options.queue_capacity = 1;  // the denoiser gets the freshest frame
+    stream.end_input();
+  });
+
   ProgressLine progress(source->estimated_count());
   std::vector<double> written_s;  // when each output was written, from the run's start
   written_s.reserve(size_t(std::max<int64_t>(source->estimated_count(), 0)) + 16);
-  const auto run_start = std::chrono::steady_clock::now();
-  options.on_frame = [&](const Frame& f, const StreamRunStats& s) {
-    progress.frame(f, s);
-    written_s.push_back(ms_since(run_start) / 1000.0);
-  };
-  const StreamRunStats stats = run_stream(stages, options);
+  Image out;
+  out.width = a.width;
+  out.height = a.height;
+  out.rgb.resize(size_t(a.width) * size_t(a.height) * 3);
+  int64_t written = 0;
+  const auto run_start = Clock::now();
+  std::exception_ptr write_error, worker_error;
+  try {
+    FrameInfo info;
+    while (stream.poll(out.mutable_view(), &info)) {
+      std::string name;
+      {
+        std::lock_guard<std::mutex> lock(names_mu);
+        name = names[size_t(info.tag)];
+      }
+      sink->write(info.tag, name, out);
+      ++written;
+      written_s.push_back(ms_since(run_start) / 1000.0);
+      progress.frame(info.tag, written, stream.stats());
+    }
+  } catch (...) {
+    write_error = std::current_exception();
+  }
+  try {
+    stream.stop();  // releases a reader waiting in submit; rethrows the worker's error
+  } catch (...) {
+    worker_error = std::current_exception();
+  }
+  reader.join();
+  for (const std::exception_ptr& e : {write_error, worker_error, read_error})
+    if (e) std::rethrow_exception(e);
   progress.finish();
   sink->close();
-  print_summary(stats);
-  if (!a.stats_json.empty()) write_stats_json(a.stats_json, stats, load_ms, prepare_ms, written_s);
+  const StreamStats stats = stream.stats();
+  const double wall_s = written_s.empty() ? 0 : written_s.back();
+  print_summary(stats, written, wall_s > 0 ? double(written) / wall_s : 0);
+  if (!a.stats_json.empty())
+    write_stats_json(a.stats_json, stats, written, wall_s, load_ms, prepare_ms, written_s);
   std::printf("wrote %s\n", sink->describe().c_str());
 }
 
 void run_txt2img(const StreamArgs& a) {
-  const StreamSettings settings = settings_from(a);
-  check_model_folder(a);
-  SD_CHECK(a.frames >= 1, "--frames must be at least 1, got ", a.frames);
-  SD_CHECK(is_image_path(a.output), "--output '", a.output, "' must end in .png, .jpg or .jpeg");
-  LoadedModels m = load_models(a);
-  Stream stream(*m.backend, *m.unet, *m.codec, m.text.get(), settings);
-  stream.prepare(a.prompt, a.negative);
+  const StreamConfig config = config_from(a);
+  check(a.frames >= 1, "--frames must be at least 1, got ", a.frames);
+  check_model_path(a);
+  check(is_image_path(a.output), "--output '", a.output, "' must end in .png, .jpg or .jpeg");
+  Model model = load_model(a);
+  Stream stream(model, config);
   const fs::path out(a.output);
   if (out.has_parent_path()) fs::create_directories(out.parent_path());
-  std::vector<double> ms;
+  Image img;
+  img.width = a.width;
+  img.height = a.height;
+  img.rgb.resize(size_t(a.width) * size_t(a.height) * 3);
   for (int k = 0; k < a.frames; ++k) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const Tensor images = a.turbo ? stream.txt2img_sd_turbo() : stream.txt2img();
-    ms.push_back(ms_since(t0));
+    const FrameInfo info = stream.txt2img(img.mutable_view(), a.turbo);
     fs::path path = out;
     if (a.frames > 1) {
       char suffix[32];
       std::snprintf(suffix, sizeof suffix, "_%03d", k);
       path = out.parent_path() / (out.stem().string() + suffix + out.extension().string());
     }
-    write_image(path.string(), output_image(images, 0));
-    std::fprintf(stderr, "\rframe %d/%d  %.1f ms", k + 1, a.frames, ms.back());
+    write_image(path.string(), img);
+    std::fprintf(stderr, "\rframe %d/%d  %.1f ms", k + 1, a.frames, info.latency_ms);
     std::fflush(stderr);
   }
   std::fprintf(stderr, "\n");
-  double mean = 0;
-  for (double v : ms) mean += v / double(ms.size());
-  std::printf("frames %d; latency mean %.1f ms, p50 %.1f ms, p99 %.1f ms\n", a.frames, mean,
-              percentile(ms, 50), percentile(ms, 99));
+  const StreamStats s = stream.stats();
+  std::printf("frames %d; latency mean %.1f ms, p50 %.1f ms, p99 %.1f ms\n", a.frames,
+              s.latency_mean_ms, s.latency_p50_ms, s.latency_p99_ms);
 }
 
 // Options shared by both subcommands.
@@ -430,8 +352,8 @@ void register_stream(CLI::App& app) {
   v2v->add_option("input", vid->input, "Input video file")->required();
   v2v->add_option("output", vid->output, "Output video file, or folder of PNG frames")->required();
   v2v->callback([vid] {
-    SD_CHECK(is_video_path(vid->input) && !fs::is_directory(vid->input), "vid2vid: '", vid->input,
-             "' is not a video file (.mp4 .mkv .mov .avi .webm .gif ...); use img2img");
+    check(is_video_path(vid->input) && !fs::is_directory(vid->input), "vid2vid: '", vid->input,
+          "' is not a video file (.mp4 .mkv .mov .avi .webm .gif ...); use img2img");
     run_img2img(*vid);
   });
 
@@ -447,4 +369,4 @@ void register_stream(CLI::App& app) {
   t2i->callback([txt] { run_txt2img(*txt); });
 }
 
-}  // namespace sd::cli
+}  // namespace streamdiff::cli

@@ -8,12 +8,10 @@
 #include <string>
 
 #include "commands.h"
-#include "core/error.h"
-#include "io/image.h"
-#include "io/safetensors.h"
-#include "models/taesd.h"
+#include "streamdiff/media.hpp"
+#include "streamdiff/tools.hpp"
 
-namespace sd::cli {
+namespace streamdiff::cli {
 
 namespace {
 
@@ -26,101 +24,90 @@ struct TaesdArgs {
   int width = 512;
   int height = 512;
   int repeat = 1;
-  BackendOptions backend;
+  ModelOptions backend;
 };
 
-// A persistent (non-arena) device copy of a host tensor: the arena can be re-planned while it
-// lives.
-Tensor to_device(Backend& b, const Tensor& host) {
-  Tensor d = b.empty(host.shape(), b.compute_dtype());
-  b.copy_from_host(host, d);
-  b.synchronize();
-  return d;
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
-// Runs fn `repeat` times and returns a host f32 copy of its last result. The first run prepares
-// kernels and sizes the arena; before the second the arena is reserved at that size, so later
-// runs show the steady state (as in a stream). Prints "<what>: ..." with the times.
+// Runs fn `repeat` times and returns its last result. The first run prepares kernels and sizes
+// the memory (Autoencoder plans per shape), so later runs show the steady state. Prints
+// "<what>: ..." with the times.
 template <typename F>
-Tensor timed(Backend& b, int repeat, const char* what, F fn) {
-  Tensor host;
+auto timed(int repeat, const char* what, F fn) -> decltype(fn()) {
+  decltype(fn()) out;
   double first_ms = 0, best_ms = std::numeric_limits<double>::infinity();
   for (int i = 0; i < repeat; ++i) {
-    if (i == 1) b.arena().reserve(b.arena().peak());  // no arena tensor is alive here
     auto t0 = std::chrono::steady_clock::now();
-    Tensor out = fn();
-    b.synchronize();
+    out = fn();
     double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (i == 0) first_ms = ms;
     if (i > 0) best_ms = std::min(best_ms, ms);
-    if (i + 1 == repeat) host = b.download(out, DType::F32);
   }
   if (repeat == 1)
     std::printf("%s: %.1f ms (first run, includes kernel preparation)", what, first_ms);
   else
     std::printf("%s: %.1f ms best of %d runs (first run %.1f ms)", what, best_ms, repeat - 1,
                 first_ms);
-  return host;
+  return out;
 }
 
-Tensor read_latents(const std::string& path, int channels) {
-  auto file = SafetensorsFile::open(path);
-  std::string name = "latents";
-  if (!file->contains(name)) {
-    SD_CHECK(file->entries().size() == 1, "'", path,
-             "' has no tensor named 'latents' and more than one tensor");
-    name = file->entries()[0].name;
+TensorF32 read_latents(const std::string& path, int channels) {
+  std::map<std::string, TensorF32> file = load_tensors(path);
+  auto it = file.find("latents");
+  if (it == file.end()) {
+    check(file.size() == 1, "'", path, "' has no tensor named 'latents' and more than one tensor");
+    it = file.begin();
   }
-  Tensor t = file->load(name, DType::F32);
-  if (t.rank() == 3) t = t.reshape(Shape{1, t.dim(0), t.dim(1), t.dim(2)});
-  SD_CHECK(t.rank() == 4 && t.dim(3) == channels, "'", path, "': tensor '", name, "' has shape ",
-           t.shape().str(), "; expected NHWC latents [N, h, w, ", channels, "]");
+  TensorF32 t = it->second;
+  if (t.shape.size() == 3) t.shape.insert(t.shape.begin(), 1);
+  check(t.shape.size() == 4 && t.shape[3] == channels, "'", path, "': tensor '", it->first,
+        "' has shape ", shape_str(t.shape), "; expected NHWC latents [N, h, w, ", channels, "]");
   return t;
 }
 
 void run_taesd(const TaesdArgs& a) {
-  SD_CHECK(!a.input.empty() || !a.latents_in.empty(), "give --input (an image to encode) or ",
-           "--latents-in (latents to decode)");
-  SD_CHECK(a.input.empty() || a.latents_in.empty(), "--input and --latents-in exclude each other");
-  SD_CHECK(!a.output.empty() || !a.latents_out.empty(), "nothing to write: give --output ",
-           "(decoded image) and/or --latents-out (encoded latents)");
-  SD_CHECK(a.latents_in.empty() || !a.output.empty(), "--latents-in needs --output");
-  SD_CHECK(a.repeat >= 1, "--repeat must be at least 1, got ", a.repeat);
+  check(!a.input.empty() || !a.latents_in.empty(), "give --input (an image to encode) or ",
+        "--latents-in (latents to decode)");
+  check(a.input.empty() || a.latents_in.empty(), "--input and --latents-in exclude each other");
+  check(!a.output.empty() || !a.latents_out.empty(), "nothing to write: give --output ",
+        "(decoded image) and/or --latents-out (encoded latents)");
+  check(a.latents_in.empty() || !a.output.empty(), "--latents-in needs --output");
+  check(a.repeat >= 1, "--repeat must be at least 1, got ", a.repeat);
 
-  auto backend = make_backend(a.backend);
-  auto model = Taesd::load(a.model, *backend);
-  std::printf("backend: %s\nmodel: %s\n", backend->description().c_str(), model->source().c_str());
+  Autoencoder model = Autoencoder::load_taesd(a.model, a.backend);
+  std::printf("backend: %s\nmodel: %s\n", model.backend().c_str(), model.description().c_str());
 
-  Tensor latents;  // host, f32
+  TensorF32 latents;
   if (!a.input.empty()) {
-    const int ds = model->config().encoder_downscale();
-    SD_CHECK(a.width > 0 && a.height > 0 && a.width % ds == 0 && a.height % ds == 0,
-             "--width and --height must be positive and a multiple of ", ds, ", got ", a.width, "x",
-             a.height);
+    const int ds = model.downscale();
+    check(a.width > 0 && a.height > 0 && a.width % ds == 0 && a.height % ds == 0,
+          "--width and --height must be positive and a multiple of ", ds, ", got ", a.width, "x",
+          a.height);
     Image img = read_image(a.input);
     Image fitted = resize_cover(img, a.width, a.height);
     std::printf("input: %s, %dx%d -> %dx%d (scaled to cover, centre-cropped)\n", a.input.c_str(),
                 img.width, img.height, a.width, a.height);
-    Tensor x = to_device(*backend, image_to_tensor(fitted));
-    latents = timed(*backend, a.repeat, "encode", [&] { return model->encode(x); });
-    std::printf(" -> latents %s\n", latents.shape().str().c_str());
+    latents = timed(a.repeat, "encode", [&] { return model.encode(fitted); });
+    std::printf(" -> latents %s\n", shape_str(latents.shape).c_str());
     if (!a.latents_out.empty()) {
-      write_safetensors(a.latents_out, {{"latents", latents}},
-                        {{"layout", "NHWC"}, {"model", "taesd"}});
+      save_tensors(a.latents_out, {{"latents", latents}}, {{"layout", "NHWC"}, {"model", "taesd"}});
       std::printf("wrote %s\n", a.latents_out.c_str());
     }
   } else {
-    latents = read_latents(a.latents_in, model->config().latent_channels);
-    std::printf("latents: %s %s\n", a.latents_in.c_str(), latents.shape().str().c_str());
+    latents = read_latents(a.latents_in, model.latent_channels());
+    std::printf("latents: %s %s\n", a.latents_in.c_str(), shape_str(latents.shape).c_str());
   }
 
   if (a.output.empty()) return;
-  SD_CHECK(latents.dim(0) == 1, "decoding writes one image; the latents hold ", latents.dim(0));
-  Tensor z = to_device(*backend, latents);
-  Tensor host = timed(*backend, a.repeat, "decode", [&] { return model->decode(z); });
-  std::printf(" -> image %lldx%lld\n", (long long)host.dim(2), (long long)host.dim(1));
-  write_image(a.output, tensor_to_image(host));
+  check(latents.shape[0] == 1, "decoding writes one image; the latents hold ", latents.shape[0]);
+  const Image out = timed(a.repeat, "decode", [&] { return model.decode(latents); });
+  std::printf(" -> image %dx%d\n", out.width, out.height);
+  write_image(a.output, out);
   std::printf("wrote %s\n", a.output.c_str());
 }
 
@@ -158,4 +145,4 @@ void register_taesd(CLI::App& app) {
   cmd->callback([args] { run_taesd(*args); });
 }
 
-}  // namespace sd::cli
+}  // namespace streamdiff::cli

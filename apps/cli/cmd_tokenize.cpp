@@ -3,32 +3,28 @@
 #include <string>
 
 #include "commands.h"
-#include "core/error.h"
-#include "text/clip_tokenizer.h"
+#include "streamdiff/tools.hpp"
 
-namespace sd::cli {
+namespace streamdiff::cli {
 namespace {
 
 struct TokenizeOptions {
   std::string model;
   std::string pad;
   std::string text;
-  int max_len = text::ClipTokenizer::kModelLength;
+  int max_len = 77;
   bool raw = false;
 };
 
 void run_tokenize(const TokenizeOptions& o) {
-  text::ClipTokenizer tok = [&] {
-    if (o.model.empty())
-      return text::ClipTokenizer::builtin(o.pad == "bang" ? text::ClipPad::kExclamation
-                                                          : text::ClipPad::kEndOfText);
-    SD_CHECK(o.pad.empty(),
-             "tokenize: --pad applies to the built-in vocabulary only; a model's "
-             "pad token comes from its tokenizer/ folder");
-    return text::ClipTokenizer::from_folder(o.model);
+  Tokenizer tok = [&] {
+    if (o.model.empty()) return Tokenizer::builtin(o.pad == "bang");
+    check(o.pad.empty(),
+          "tokenize: --pad applies to the built-in vocabulary only; a model's "
+          "pad token comes from its tokenizer/ folder");
+    return Tokenizer::from_folder(o.model);
   }();
-  const std::vector<int> ids =
-      o.raw ? tok.encode(o.text) : tok.tokenize_for_model(o.text, o.max_len);
+  const std::vector<int> ids = o.raw ? tok.encode(o.text) : tok.tokenize_for_model(o.text, o.max_len);
   std::string line;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (i) line += ' ';
@@ -56,4 +52,4 @@ void register_tokenize(CLI::App& app) {
   cmd->callback([opts] { run_tokenize(*opts); });
 }
 
-}  // namespace sd::cli
+}  // namespace streamdiff::cli

@@ -1,15 +1,28 @@
-// Subcommands of the `streamdiff` tool. Each registers itself on the CLI11 app and runs its own
-// callback; errors are sd::Error exceptions that main() prints as "error: ..." with exit code 1.
+// Subcommands of the `streamdiff` tool, written on the public API (include/streamdiff/) only.
+// Each registers itself on the CLI11 app and runs its own callback; errors are
+// streamdiff::Error exceptions that main() prints as "error: ..." with exit code 1.
 #pragma once
+
+#include <sstream>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
-#include "backend/backend.h"
+#include "streamdiff/streamdiff.hpp"
 
-namespace sd::cli {
+namespace streamdiff::cli {
 
-// Adds --device, --dtype and --threads to a subcommand.
-void add_backend_options(CLI::App& cmd, BackendOptions& opts);
+// Adds --device, --dtype and --threads to a subcommand; they fill `opts`.
+void add_backend_options(CLI::App& cmd, ModelOptions& opts);
+
+// Throws Error(InvalidArgument) with the streamed arguments unless cond (the CLI's SD_CHECK).
+template <typename... Args>
+void check(bool cond, const Args&... args) {
+  if (cond) return;
+  std::ostringstream os;
+  (os << ... << args);
+  throw Error(Status::InvalidArgument, os.str());
+}
 
 void register_taesd(CLI::App& app);
 void register_tokenize(CLI::App& app);
@@ -18,4 +31,4 @@ void register_info(CLI::App& app);
 void register_stream(CLI::App& app);  // img2img, vid2vid, txt2img
 void register_bench(CLI::App& app);
 
-}  // namespace sd::cli
+}  // namespace streamdiff::cli

@@ -3,12 +3,12 @@
 #include <exception>
 
 #include "commands.h"
-#include "core/error.h"
+#include "streamdiff/media.hpp"
 #include "streamdiff/version.h"
 
-namespace sd::cli {
+namespace streamdiff::cli {
 
-void add_backend_options(CLI::App& cmd, BackendOptions& opts) {
+void add_backend_options(CLI::App& cmd, ModelOptions& opts) {
   cmd.add_option("--device", opts.device, "Compute device: cpu or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
@@ -19,18 +19,21 @@ void add_backend_options(CLI::App& cmd, BackendOptions& opts) {
   cmd.add_option("--threads", opts.threads, "CPU threads (0 = all cores)")->capture_default_str();
 }
 
-}  // namespace sd::cli
+}  // namespace streamdiff::cli
 
 int main(int argc, char** argv) {
   CLI::App app{"streamdiff: real-time Stable Diffusion (StreamDiffusion) in native C++"};
   app.set_version_flag("--version", std::string("streamdiff ") + streamdiff::version());
   app.require_subcommand(1);
-  sd::cli::register_taesd(app);
-  sd::cli::register_tokenize(app);
-  sd::cli::register_encode_prompt(app);
-  sd::cli::register_info(app);
-  sd::cli::register_stream(app);
-  sd::cli::register_bench(app);
+  streamdiff::cli::register_taesd(app);
+  streamdiff::cli::register_tokenize(app);
+  streamdiff::cli::register_encode_prompt(app);
+  streamdiff::cli::register_info(app);
+  streamdiff::cli::register_stream(app);
+  streamdiff::cli::register_bench(app);
+  // FFmpeg prints warnings (and libx264 its statistics) by default; every failure also becomes
+  // an error message here, so only FFmpeg's errors are worth showing.
+  streamdiff::set_video_log_errors_only();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

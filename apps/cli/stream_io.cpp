@@ -9,18 +9,11 @@
 #include <utility>
 #include <vector>
 
-#include "core/error.h"
+#include "commands.h"
 
-namespace sd::cli {
+namespace streamdiff::cli {
 
 namespace fs = std::filesystem;
-
-bool is_image_path(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return char(std::tolower(c)); });
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
-}
 
 namespace {
 
@@ -32,10 +25,10 @@ class ImageFilesSource : public FrameSource {
  public:
   ImageFilesSource(std::vector<fs::path> files, Rational fps, bool single, std::string what)
       : files_(std::move(files)), fps_(fps), single_(single), what_(std::move(what)) {}
-  bool next(Frame& f) override {
+  bool next(InputFrame& f) override {
     if (f.index >= int64_t(files_.size())) return false;
     f.name = files_[size_t(f.index)].filename().string();
-    f.path = files_[size_t(f.index)].string();
+    f.image = read_image(files_[size_t(f.index)].string());
     return true;
   }
   int64_t count() const override { return int64_t(files_.size()); }
@@ -52,11 +45,11 @@ class ImageFilesSource : public FrameSource {
 
 class VideoSource : public FrameSource {
  public:
-  explicit VideoSource(const std::string& path) : reader_(path) {
-    SD_CHECK(reader_.fps().valid(), "video '", path,
-             "' states no frame rate; convert it to a container that does (e.g. .mp4)");
+  explicit VideoSource(const std::string& path) : path_(path), reader_(path) {
+    check(reader_.fps().valid(), "video '", path,
+          "' states no frame rate; convert it to a container that does (e.g. .mp4)");
   }
-  bool next(Frame& f) override {
+  bool next(InputFrame& f) override {
     if (!reader_.read(f.image)) return false;
     char name[32];
     std::snprintf(name, sizeof name, "frame_%06lld.png", static_cast<long long>(f.index));
@@ -68,31 +61,33 @@ class VideoSource : public FrameSource {
   Rational fps() const override { return reader_.fps(); }
   bool is_video() const override { return true; }
   std::string describe() const override {
-    return reader_.path() + " (" + reader_.codec_name() + " " + std::to_string(reader_.width()) +
+    return path_ + " (" + reader_.codec_name() + " " + std::to_string(reader_.width()) +
            "x" + std::to_string(reader_.height()) + ", " + rate_str(reader_.fps()) + " fps)";
   }
 
  private:
+  std::string path_;
   VideoReader reader_;
 };
 
 class VideoSink : public FrameSink {
  public:
   VideoSink(const std::string& path, int width, int height, Rational fps, bool timestamps)
-      : writer_(path, width, height, fps), fps_(fps), timestamps_(timestamps) {}
-  void write(const Frame& f, const Image& img) override {
+      : path_(path), writer_(path, width, height, fps), fps_(fps), timestamps_(timestamps) {}
+  void write(int64_t index, const std::string&, const Image& img) override {
     if (timestamps_)
-      writer_.write(img, f.index);
+      writer_.write(img, index);
     else
       writer_.write(img);
   }
   void close() override { writer_.close(); }
   std::string describe() const override {
-    return writer_.path() + " (" + writer_.codec_name() + ", " +
+    return path_ + " (" + writer_.codec_name() + ", " +
            std::to_string(writer_.frames_written()) + " frames at " + rate_str(fps_) + " fps)";
   }
 
  private:
+  std::string path_;
   VideoWriter writer_;
   Rational fps_;
   bool timestamps_;
@@ -102,8 +97,8 @@ class VideoSink : public FrameSink {
 class ImageSink : public FrameSink {
  public:
   ImageSink(fs::path target, bool folder) : target_(std::move(target)), folder_(folder) {}
-  void write(const Frame& f, const Image& img) override {
-    write_image((folder_ ? target_ / f.name : target_).string(), img);
+  void write(int64_t, const std::string& name, const Image& img) override {
+    write_image((folder_ ? target_ / name : target_).string(), img);
     ++written_;
   }
   std::string describe() const override {
@@ -125,18 +120,13 @@ std::unique_ptr<FrameSource> open_source(const std::string& input, Rational imag
     for (const auto& e : fs::directory_iterator(input))
       if (e.is_regular_file() && is_image_path(e.path())) files.push_back(e.path());
     std::sort(files.begin(), files.end());
-    SD_CHECK(!files.empty(), "--input folder '", input, "' has no .png / .jpg images");
+    check(!files.empty(), "--input folder '", input, "' has no .png / .jpg images");
     const std::string what =
         input + " (" + std::to_string(files.size()) + " images, " + rate_str(image_fps) + " fps)";
     return std::make_unique<ImageFilesSource>(std::move(files), image_fps, false, what);
   }
-  SD_CHECK(fs::is_regular_file(input), "--input '", input, "' is neither a file nor a folder");
+  check(fs::is_regular_file(input), "--input '", input, "' is neither a file nor a folder");
   return std::make_unique<ImageFilesSource>(std::vector<fs::path>{input}, image_fps, true, input);
-}
-
-Image take_input_image(Frame& f) {
-  if (!f.path.empty()) return read_image(f.path);
-  return std::move(f.image);
 }
 
 std::unique_ptr<FrameSink> open_sink(const std::string& output, const FrameSource& source,
@@ -147,38 +137,38 @@ std::unique_ptr<FrameSink> open_sink(const std::string& output, const FrameSourc
     return std::make_unique<VideoSink>(output, width, height, source.fps(), timestamps_from_index);
   }
   if (source.is_single_image()) {
-    SD_CHECK(is_image_path(out), "--output '", output,
+    check(is_image_path(output), "--output '", output,
              "' must end in .png, .jpg or .jpeg (or be a video file)");
     if (out.has_parent_path()) fs::create_directories(out.parent_path());
     return std::make_unique<ImageSink>(out, false);
   }
-  SD_CHECK(!is_image_path(out) && (!fs::exists(out) || fs::is_directory(out)), "--output '", output,
-           "' must be a folder or a video file when --input is a folder or a video");
+  check(!is_image_path(output) && (!fs::exists(out) || fs::is_directory(out)), "--output '",
+        output, "' must be a folder or a video file when --input is a folder or a video");
   fs::create_directories(out);
   return std::make_unique<ImageSink>(out, true);
 }
 
 ProgressLine::ProgressLine(int64_t total) : total_(total), tty_(::isatty(STDERR_FILENO) != 0) {}
 
-void ProgressLine::frame(const Frame& f, const StreamRunStats& s) {
-  const int64_t done = s.frames_written;
+void ProgressLine::frame(int64_t index, int64_t written, const StreamStats& s) {
+  const int64_t done = written;
   // Frames are never reordered, so inputs before this one that were not written were dropped.
-  const int64_t dropped = f.index + 1 - done;
+  const int64_t dropped = index + 1 - done;
   if (!tty_) {
     const bool due = total_ > 0 ? (done * 10 / total_ != last_printed_ * 10 / total_ ||
-                                   f.index + 1 >= total_ || !printed_)
+                                   index + 1 >= total_ || !printed_)
                                 : (done % 25 == 0 || !printed_);
     if (!due) return;
   }
   char line[160];
   if (total_ > 0)
     std::snprintf(line, sizeof line, "frame %lld/%lld  %.2f fps  skipped %lld  dropped %lld",
-                  static_cast<long long>(f.index + 1), static_cast<long long>(total_), s.fps,
-                  static_cast<long long>(s.frames_skipped), static_cast<long long>(dropped));
+                  static_cast<long long>(index + 1), static_cast<long long>(total_), s.fps,
+                  static_cast<long long>(s.skipped), static_cast<long long>(dropped));
   else
     std::snprintf(line, sizeof line, "frame %lld  %.2f fps  skipped %lld  dropped %lld",
-                  static_cast<long long>(f.index + 1), s.fps,
-                  static_cast<long long>(s.frames_skipped), static_cast<long long>(dropped));
+                  static_cast<long long>(index + 1), s.fps,
+                  static_cast<long long>(s.skipped), static_cast<long long>(dropped));
   std::fprintf(stderr, tty_ ? "\r%s   " : "%s\n", line);
   std::fflush(stderr);
   last_printed_ = done;
@@ -189,4 +179,4 @@ void ProgressLine::finish() {
   if (tty_ && printed_) std::fprintf(stderr, "\n");
 }
 
-}  // namespace sd::cli
+}  // namespace streamdiff::cli

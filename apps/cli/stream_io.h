@@ -1,33 +1,32 @@
 // Where `streamdiff img2img` / `vid2vid` frames come from and where they go.
 //
-// Sources: one image, a folder of images (.png / .jpg, in file-name order) or a video file
-// (by extension, see is_video_path; decoded by VideoReader). Sinks: one image, a folder of
-// images (a folder input keeps its file names; a video input gives frame_000000.png, ...) or a
-// video file (VideoWriter; the frame rate is the source's).
+// Sources: one image, a folder of images (.png / .jpg, in file-name order) or a video file (by
+// extension, see streamdiff::is_video_path). Sinks: one image, a folder of images (a folder
+// input keeps its file names; a video input gives frame_000000.png, ...) or a video file (the
+// frame rate is the source's).
 #pragma once
 
-#include <chrono>
 #include <cstdint>
-#include <filesystem>
 #include <memory>
 #include <string>
 
-#include "io/image.h"
-#include "io/video.h"
-#include "pipeline/frame_queue.h"
-#include "pipeline/stream_runner.h"
+#include "streamdiff/media.hpp"
+#include "streamdiff/streamdiff.hpp"
 
-namespace sd::cli {
+namespace streamdiff::cli {
 
-bool is_image_path(const std::filesystem::path& p);  // .png .jpg .jpeg, case-insensitive
+// One input frame: its position in the input, its name (for naming outputs) and its pixels.
+struct InputFrame {
+  int64_t index = 0;
+  std::string name;
+  Image image;
+};
 
 class FrameSource {
  public:
   virtual ~FrameSource() = default;
-  // Fills in frame f.index: f.name, and f.path (an image file, decoded later by
-  // take_input_image on the preprocess thread) or f.image (a decoded video frame). False at
-  // the end of the input.
-  virtual bool next(Frame& f) = 0;
+  // Reads and decodes frame f.index (f.name, f.image); false at the end of the input.
+  virtual bool next(InputFrame& f) = 0;
   virtual int64_t count() const = 0;  // exact frame count, -1 when unknown
   virtual int64_t estimated_count() const { return count(); }
   virtual Rational fps() const = 0;  // the video's, or the --fps given for images
@@ -40,14 +39,11 @@ class FrameSource {
 // frame rate given to image inputs (for a video output and --live).
 std::unique_ptr<FrameSource> open_source(const std::string& input, Rational image_fps);
 
-// The decoded input image of a frame filled in by a FrameSource (moved out of f.image, or read
-// from f.path).
-Image take_input_image(Frame& f);
-
 class FrameSink {
  public:
   virtual ~FrameSink() = default;
-  virtual void write(const Frame& f, const Image& img) = 0;
+  // The output made while input `index` (named `name`) was consumed.
+  virtual void write(int64_t index, const std::string& name, const Image& img) = 0;
   virtual void close() {}
   virtual std::string describe() const = 0;  // for the summary
 };
@@ -64,7 +60,8 @@ std::unique_ptr<FrameSink> open_sink(const std::string& output, const FrameSourc
 class ProgressLine {
  public:
   explicit ProgressLine(int64_t total);  // total <= 0: unknown
-  void frame(const Frame& f, const StreamRunStats& so_far);
+  // After the output made while input `index` was consumed; `written` outputs so far.
+  void frame(int64_t index, int64_t written, const StreamStats& so_far);
   void finish();
 
  private:
@@ -74,4 +71,4 @@ class ProgressLine {
   bool printed_ = false;
 };
 
-}  // namespace sd::cli
+}  // namespace streamdiff::cli

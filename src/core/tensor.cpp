@@ -48,8 +48,17 @@ class HostStorage final : public Storage {
 };
 }  // namespace
 
+namespace {
+std::atomic<int64_t> g_host_storage_allocations{0};
+}  // namespace
+
 StorageRef host_storage(size_t bytes) {
+  g_host_storage_allocations.fetch_add(1, std::memory_order_relaxed);
   return StorageRef(new HostStorage(bytes));
+}
+
+int64_t host_storage_allocations() {
+  return g_host_storage_allocations.load(std::memory_order_relaxed);
 }
 
 Tensor::Tensor(const Shape& shape, DType dtype, Device device, void* data, StorageRef storage)

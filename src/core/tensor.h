@@ -87,6 +87,9 @@ class StorageRef {
 
 // 64-byte aligned host memory.
 StorageRef host_storage(size_t bytes);
+// How many host_storage blocks were allocated so far in this process (for tests that check a
+// frame allocates no tensor memory).
+int64_t host_storage_allocations();
 
 class Tensor {
  public:

@@ -15,11 +15,6 @@ namespace sd {
 
 namespace ffmpeg {
 
-void quiet_logging() {
-  static std::once_flag once;
-  std::call_once(once, [] { av_log_set_level(AV_LOG_ERROR); });
-}
-
 SwsContext* make_converter(int width, int height, AVPixelFormat from, AVPixelFormat to, int flags,
                            int src_chroma_x, int src_chroma_y, int dst_chroma_x, int dst_chroma_y) {
   SwsPtr c(sws_alloc_context());
@@ -46,6 +41,10 @@ SwsContext* make_converter(int width, int height, AVPixelFormat from, AVPixelFor
 }  // namespace ffmpeg
 
 using namespace ffmpeg;
+
+void set_video_log_errors_only() {
+  av_log_set_level(AV_LOG_ERROR);
+}
 
 bool is_video_path(const std::string& path) {
   std::string ext = std::filesystem::path(path).extension().string();
@@ -168,7 +167,6 @@ struct VideoReader::Impl {
 };
 
 VideoReader::VideoReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
-  quiet_logging();
   Impl& m = *impl_;
   m.path = path;
   SD_CHECK(std::filesystem::is_regular_file(path), "video '", path, "' does not exist");

@@ -33,6 +33,10 @@ struct Rational {
   bool valid() const { return num > 0 && den > 0; }
 };
 
+// Makes FFmpeg (process-wide) log errors only. The library never calls it: FFmpeg's log level
+// belongs to the application (the CLI calls it; a host that uses FFmpeg itself keeps its own).
+void set_video_log_errors_only();
+
 // True when `path`'s extension (case-insensitive) is one of the video containers FFmpeg is
 // used for: .mp4 .m4v .mkv .mov .avi .webm .gif .mpg .mpeg .ts .flv .wmv .ogv.
 bool is_video_path(const std::string& path);

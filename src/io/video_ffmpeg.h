@@ -62,8 +62,4 @@ inline std::string error_text(int err) {
 SwsContext* make_converter(int width, int height, AVPixelFormat from, AVPixelFormat to, int flags,
                            int src_chroma_x, int src_chroma_y, int dst_chroma_x, int dst_chroma_y);
 
-// FFmpeg prints warnings (and libx264 its statistics) on stderr by default; only errors are
-// worth a user's attention here, since every failure also becomes an sd::Error.
-void quiet_logging();
-
 }  // namespace sd::ffmpeg

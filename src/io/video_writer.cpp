@@ -103,7 +103,6 @@ struct VideoWriter::Impl {
 
 VideoWriter::VideoWriter(const std::string& path, int width, int height, Rational fps)
     : impl_(std::make_unique<Impl>()), uncaught_at_start_(std::uncaught_exceptions()) {
-  quiet_logging();
   Impl& m = *impl_;
   m.path = path;
   m.partial = path + ".partial";

@@ -83,6 +83,8 @@ Stream::Stream(Backend& backend, const UNet& unet, const LatentCodec& vae, Promp
   n_ = int64_t(s_.t_index_list.size());
   rows_ = s_.use_denoising_batch ? n_ * f_ : f_;
   row_elems_ = lh_ * lw_ * lc_;
+  frame_in_ = Tensor::host(Shape{f_, s_.height, s_.width, 3}, DType::F32);
+  out_image_ = Tensor::host(Shape{f_, s_.height, s_.width, 3}, DType::F32);
 }
 
 Stream::~Stream() = default;
@@ -183,10 +185,10 @@ void Stream::prepare_embeddings(const Tensor& cond, const Tensor& uncond) {
   x0_ = Tensor::host(lat, DType::F32);
   out_latent_ = Tensor::host(Shape{f_, lh_, lw_, lc_}, DType::F32);
   noise_tmp_ = Tensor::host(lat, DType::F32);
-  frame_in_ = Tensor::host(Shape{f_, s_.height, s_.width, 3}, DType::F32);
-  prev_output_ = Tensor();
+  has_output_ = false;
   skipped_ = 0;
   t_scratch_.reserve(size_t(unet_rows));
+  step_t_.reserve(size_t(rows_));
   draw_scratch_.reserve(size_t(rows_ * row_elems_));
   xin_scratch_.reserve(size_t(f_ * row_elems_));
   ssf_.set_threshold(s_.similar_image_filter_threshold);
@@ -222,11 +224,53 @@ void Stream::update_prompt(const std::string& prompt) {
 }
 
 void Stream::update_embeddings(const Tensor& cond) {
+  update_embeddings(cond, uncond_);
+}
+
+void Stream::update_embeddings(const Tensor& cond, const Tensor& uncond) {
   check_prepared("update_embeddings");
-  SD_CHECK(cond.shape() == cond_.shape(), "stream: new prompt embedding ", cond.shape().str(),
-           " must match ", cond_.shape().str());
+  for (const Tensor* t : {&cond, &uncond})
+    SD_CHECK(t->shape() == cond_.shape(), "stream: new prompt embedding ", t->shape().str(),
+             " must match ", cond_.shape().str());
   cond_ = cond.to_host_dtype(DType::F32);
+  if (uncond.data() != uncond_.data()) uncond_ = uncond.to_host_dtype(DType::F32);
   build_kv();
+}
+
+void Stream::set_guidance(float guidance_scale, float delta) {
+  SD_CHECK(std::isfinite(guidance_scale) && std::isfinite(delta),
+           "stream: guidance_scale and delta must be finite");
+  s_.guidance_scale = guidance_scale;
+  s_.delta = delta;
+  if (!prepared_) return;
+  const bool before = guidance_;
+  guidance_ = s_.cfg_type != CfgType::None && s_.guidance_scale > 1.f;
+  const bool rows_change =
+      before != guidance_ && (s_.cfg_type == CfgType::Full || s_.cfg_type == CfgType::Initialize);
+  if (rows_change) {
+    build_kv();
+    plan_arena();
+  }
+}
+
+void Stream::set_similarity_filter(bool enabled, float threshold, int max_skip_frame) {
+  ssf_.set_threshold(threshold);
+  ssf_.set_max_skip_frame(max_skip_frame);
+  if (enabled && !s_.similar_image_filter) ssf_.reset(frame_in_.numel());  // no stale reference
+  s_.similar_image_filter = enabled;
+  s_.similar_image_filter_threshold = threshold;
+  s_.similar_image_filter_max_skip_frame = max_skip_frame;
+}
+
+void Stream::reset_state() {
+  check_prepared("reset_state");
+  std::memset(stock_.data(), 0, stock_.nbytes());
+  std::memset(buffer_.data(), 0, buffer_.nbytes());
+  ssf_.reset(frame_in_.numel());
+  has_output_ = false;
+  // The generator as prepare() leaves it: seeded, then advanced past init_noise's draw.
+  gen_.manual_seed(s_.seed);
+  draw_nhwc(gen_, draw_scratch_, noise_tmp_.data_as<float>(), rows_, lh_, lw_, lc_);
 }
 
 void Stream::update_t_index_list(const std::vector<int>& t_index_list) {
@@ -244,6 +288,17 @@ void Stream::set_seed(uint64_t seed) {
   gen_.manual_seed(seed);
   std::vector<float> scratch;
   draw_nhwc(gen_, scratch, init_noise_.data_as<float>(), rows_, lh_, lw_, lc_);
+}
+
+void Stream::noise_for_seed(uint64_t seed, Tensor& out) const {
+  SD_CHECK(out.shape() == (Shape{rows_, lh_, lw_, lc_}) && out.dtype() == DType::F32 &&
+               out.device() == Device::CPU,
+           "stream: noise buffer ", out.shape().str(), " must be host f32 [", rows_, ", ", lh_,
+           ", ", lw_, ", ", lc_, "]");
+  TorchGenerator gen;
+  gen.manual_seed(seed);
+  std::vector<float> scratch;
+  draw_nhwc(gen, scratch, out.data_as<float>(), rows_, lh_, lw_, lc_);
 }
 
 void Stream::set_init_noise(const Tensor& noise) {
@@ -277,6 +332,11 @@ void Stream::guided_eps(const float* x, int64_t rows, const std::vector<float>& 
     Tensor out = unet_pass(dev, t);
     be_.copy_to_host(out, Tensor::wrap(out.shape(), DType::F32, eps_.data()));
     be_.synchronize();
+  }
+  if (s_.time_stages) {
+    const auto now = std::chrono::steady_clock::now();
+    timings_.unet_ms += std::chrono::duration<double, std::milli>(now - unet_t0_).count();
+    unet_t0_ = now;
   }
   float* out = eps_.data_as<float>();
   float* s = stock_.data_as<float>();
@@ -347,7 +407,7 @@ void Stream::denoise_sequential(const float* x_in) {
   float* x = noise_tmp_.data_as<float>();
   std::memcpy(x, x_in, size_t(R * E) * sizeof(float));
   float* x0 = x0_.data_as<float>();
-  std::vector<float> t;
+  std::vector<float>& t = step_t_;
   for (int64_t idx = 0; idx < n_; ++idx) {
     const SlotConstants& c = slots_[size_t(idx)];
     t.assign(size_t(R), float(c.timestep));
@@ -384,21 +444,29 @@ Tensor Stream::decode_output() {
   const float* x0 = out_latent_.data_as<float>();
   const float sf = vae_.scaling_factor();
   for (int64_t i = 0; i < f_ * E; ++i) z[i] = x0[i] / sf;
-  Tensor image = Tensor::host(Shape{f_, s_.height, s_.width, 3}, DType::F32);
+  auto t0 = std::chrono::steady_clock::now();
   {
     Tensor dev = be_.alloc(Shape{f_, lh_, lw_, lc_});
     be_.copy_from_host(Tensor::wrap(dev.shape(), DType::F32, z), dev);
     Tensor y = vae_.decode(dev);
-    be_.copy_to_host(y, image);
+    be_.copy_to_host(y, out_image_);
     be_.synchronize();
   }
-  float* p = image.data_as<float>();
-  for (int64_t i = 0; i < image.numel(); ++i) {
+  if (s_.time_stages) stage_done(timings_.decode_ms, t0);
+  float* p = out_image_.data_as<float>();
+  for (int64_t i = 0; i < out_image_.numel(); ++i) {
     const float v = p[i] / 2.f + 0.5f;
     p[i] = std::clamp(v, 0.f, 1.f);
   }
-  prev_output_ = image;
-  return image;
+  has_output_ = true;
+  return out_image_;
+}
+
+void Stream::stage_done(double& acc, std::chrono::steady_clock::time_point& t0) {
+  be_.synchronize();
+  const auto now = std::chrono::steady_clock::now();
+  acc += std::chrono::duration<double, std::milli>(now - t0).count();
+  t0 = now;
 }
 
 Tensor Stream::img2img(const std::vector<Image>& frames) {
@@ -419,19 +487,18 @@ Tensor Stream::img2img(const std::vector<Image>& frames) {
   return img2img_tensor(frame_in_);
 }
 
-Tensor Stream::img2img_tensor(const Tensor& images) {
+void Stream::check_images(const Tensor& images) const {
   check_prepared("img2img");
   SD_CHECK(images.shape() == frame_in_.shape() && images.dtype() == DType::F32 &&
                images.device() == Device::CPU,
            "stream: img2img images ", images.shape().str(), " must be host f32 ",
            frame_in_.shape().str());
-  if (s_.similar_image_filter && ssf_.should_skip(images.data_as<float>(), images.numel()) &&
-      prev_output_.numel() > 0) {
-    ++skipped_;
-    return prev_output_;
-  }
+}
+
+void Stream::encode_input(const Tensor& images) {
   const int64_t E = row_elems_;
   float* z = x0_.data_as<float>();  // f rows, free until the UNet step
+  auto t0 = std::chrono::steady_clock::now();
   {
     Tensor dev = be_.alloc(images.shape());
     be_.copy_from_host(images, dev);
@@ -441,6 +508,7 @@ Tensor Stream::img2img_tensor(const Tensor& images) {
     be_.copy_to_host(lat, Tensor::wrap(lat.shape(), DType::F32, z));
     be_.synchronize();
   }
+  if (s_.time_stages) stage_done(timings_.encode_ms, t0);
   const float sf = vae_.scaling_factor();
   const float a = slots_[0].alpha_sqrt, b = slots_[0].beta_sqrt;
   const float* N = init_noise_.data_as<float>();
@@ -449,18 +517,45 @@ Tensor Stream::img2img_tensor(const Tensor& images) {
       const float lat = z[r * E + i] * sf;
       z[r * E + i] = a * lat + b * N[i];
     }
-  std::vector<float>& xin = xin_scratch_;
-  xin.assign(z, z + f_ * E);
-  denoise(xin.data());
+  xin_scratch_.assign(z, z + f_ * E);
+}
+
+void Stream::run_denoise() {
+  unet_t0_ = std::chrono::steady_clock::now();
+  denoise(xin_scratch_.data());
+}
+
+void Stream::warm_up(const Tensor& images) {
+  check_images(images);
+  if (!s_.use_denoising_batch || n_ < 2) return;
+  encode_input(images);
+  const std::vector<float> x_in = xin_scratch_;  // denoise may use the scratch
+  for (int64_t i = 0; i + 1 < n_; ++i) {
+    xin_scratch_.assign(x_in.begin(), x_in.end());
+    run_denoise();
+  }
+}
+
+Tensor Stream::img2img_tensor(const Tensor& images) {
+  check_images(images);
+  timings_ = StageTimings{};
+  if (s_.similar_image_filter && ssf_.should_skip(images.data_as<float>(), images.numel()) &&
+      has_output_) {
+    ++skipped_;
+    return out_image_;
+  }
+  encode_input(images);
+  run_denoise();
   return decode_output();
 }
 
 Tensor Stream::txt2img() {
   check_prepared("txt2img");
+  timings_ = StageTimings{};
   std::vector<float>& xin = xin_scratch_;
   xin.resize(size_t(f_ * row_elems_));
   draw_nhwc(gen_, draw_scratch_, xin.data(), f_, lh_, lw_, lc_);
-  denoise(xin.data());
+  run_denoise();
   return decode_output();
 }
 
@@ -472,6 +567,8 @@ Tensor Stream::txt2img_sd_turbo() {
   check_prepared("txt2img_sd_turbo");
   SD_CHECK(n_ == 1 && !guidance_, "stream: txt2img_sd_turbo needs one t_index (got ", n_,
            ") and no guidance (cfg_type none or guidance_scale <= 1)");
+  timings_ = StageTimings{};
+  unet_t0_ = std::chrono::steady_clock::now();
   const int64_t E = row_elems_;
   std::vector<float>& x = xin_scratch_;
   x.resize(size_t(f_ * E));

@@ -47,10 +47,12 @@
 //  6. full / initialize with g ≤ 1 failed (no negative embeddings); here they behave as none.
 //
 // Memory: every buffer is sized at prepare(); one planning pass then reserves the backend's
-// arena, so img2img / txt2img allocate no device memory (the arena's overflow count stays 0);
-// the returned image is a new host tensor per call (callers may keep it).
+// arena, so img2img / txt2img allocate no memory (the arena's overflow count stays 0). The
+// returned image is the stream's output buffer: valid until the next frame call (copy it to
+// keep it).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -114,6 +116,14 @@ struct StreamSettings {
   // Project the prompts' cross-attention K/V once per prompt (the K/V cache). false: every UNet
   // pass takes the prompt embeddings and projects K/V itself (the same frames; for ablations).
   bool precompute_kv = true;
+  // Synchronize the backend after encode, the UNet passes and decode, and record their times
+  // (last_timings()); off, a frame has no synchronization but the ones it needs.
+  bool time_stages = false;
+};
+
+// Wall times of the last frame's stages (StreamSettings::time_stages), milliseconds.
+struct StageTimings {
+  double encode_ms = 0, unet_ms = 0, decode_ms = 0;
 };
 
 class Stream {
@@ -138,8 +148,15 @@ class Stream {
   // the similarity filter on, a skipped call returns the previous output again.
   Tensor img2img(const std::vector<Image>& frames);
   Tensor img2img(const Image& frame) { return img2img(std::vector<Image>{frame}); }
-  // The same from preprocessed images [f, H, W, 3] host f32 in [-1, 1].
+  // The same from preprocessed images [f, H, W, 3] host f32 in [-1, 1] (e.g. input_buffer()).
   Tensor img2img_tensor(const Tensor& images);
+  // Fills the pipeline with `images` before their real img2img call: len(t_index_list) − 1
+  // passes in batched mode (none in sequential mode), bypassing the similarity filter, so the
+  // filter compares the next frame with the last real one and every input gets an output.
+  void warm_up(const Tensor& images);
+  // A host buffer [f, H, W, 3] f32 sized at construction, for callers that convert frames into
+  // it and pass it to img2img_tensor (no allocation per frame).
+  const Tensor& input_buffer() const { return frame_in_; }
   Tensor txt2img();
   // The original's txt2img_sd_turbo: one UNet pass on a fresh latent at the single slot's
   // timestep, x̂₀ = (x − bε)/a (no c_skip / c_out), no guidance. Needs len(t_index_list) == 1
@@ -149,12 +166,23 @@ class Stream {
   // New prompt (keeps the negative prompt); recomputes embeddings and the K/V cache only.
   void update_prompt(const std::string& prompt);
   void update_embeddings(const Tensor& cond);
+  void update_embeddings(const Tensor& cond, const Tensor& uncond);
+  // New guidance scale and RCFG delta. Where guidance turns on or off for cfg full /
+  // initialize (g crossing 1), the UNet's rows change: the K/V cache and the plan are rebuilt.
+  void set_guidance(float guidance_scale, float delta);
+  void set_similarity_filter(bool enabled, float threshold, int max_skip_frame);
+  // Forgets the frames in flight: zero latent buffer and stock noise, the filter's reference
+  // and the previous output (the noise and settings are kept), as right after prepare().
+  void reset_state();
   // Same length as before; recomputes the per-row constants (no re-preparation).
   void update_t_index_list(const std::vector<int>& t_index_list);
   // Re-seeds the generator and redraws init_noise (the stream state is kept).
   void set_seed(uint64_t seed);
   // Replaces init_noise ([B, h, w, 4] host f32, NHWC), e.g. with a reference's noise.
   void set_init_noise(const Tensor& noise);
+  // The init_noise that seed `seed` gives this stream (as set_seed would draw it), into `out`
+  // ([B, h, w, 4] host f32); for blending the noises of several seeds.
+  void noise_for_seed(uint64_t seed, Tensor& out) const;
 
   const Tensor& init_noise() const { return init_noise_; }
   const Tensor& last_latent() const { return out_latent_; }  // x̂₀ of the output rows
@@ -163,6 +191,7 @@ class Stream {
   int64_t latent_height() const { return lh_; }
   int64_t latent_width() const { return lw_; }
   int64_t rows() const { return rows_; }  // B (batched) or f (sequential)
+  const StageTimings& last_timings() const { return timings_; }
 
  private:
   void build_row_constants();
@@ -174,8 +203,14 @@ class Stream {
   // One UNet pass over x (rows `rows`, timesteps per row) with guidance; writes ε to eps_.
   void guided_eps(const float* x, int64_t rows, const std::vector<float>& t_rows,
                   const UNetKVCache& kv);
+  void check_images(const Tensor& images) const;
+  // VAE-encodes `images`, scales and noises them for slot 0: the f input rows in xin_scratch_.
+  void encode_input(const Tensor& images);
+  void run_denoise();  // denoise(xin_scratch_), timing the UNet passes
   Tensor decode_output();
   void plan_arena();
+  // Adds the wall time since `t0` to `acc` after synchronizing (StreamSettings::time_stages).
+  void stage_done(double& acc, std::chrono::steady_clock::time_point& t0);
   // One UNet pass over x [kv_.batch rows] with the K/V cache, or (precompute_kv off) with the
   // prompt embeddings of those rows.
   Tensor unet_pass(const Tensor& x, const std::vector<float>& t) const;
@@ -204,8 +239,11 @@ class Stream {
   Tensor pass_states_;  // precompute_kv off: [kv_.batch, tokens, D] host f32 (kv_ is empty
                         // but for batch / tokens)
   Tensor init_noise_, stock_, buffer_, x_, eps_, x0_, out_latent_, frame_in_, noise_tmp_;
-  Tensor prev_output_;
-  std::vector<float> t_scratch_, draw_scratch_, xin_scratch_;  // sized at prepare
+  Tensor out_image_;  // [f, H, W, 3] host f32: what img2img / txt2img return
+  bool has_output_ = false;
+  std::vector<float> t_scratch_, step_t_, draw_scratch_, xin_scratch_;  // sized at prepare
+  StageTimings timings_;
+  std::chrono::steady_clock::time_point unet_t0_;
   int64_t skipped_ = 0;
 };
 

@@ -13,23 +13,25 @@
 __asm__(
     ".pushsection .rodata\n"
     ".balign 16\n"
-    ".globl sd_clip_bpe_gz_begin\n"
-    "sd_clip_bpe_gz_begin:\n"
+    ".globl streamdiff_internal_clip_bpe_gz_begin\n"
+    ".hidden streamdiff_internal_clip_bpe_gz_begin\n"
+    "streamdiff_internal_clip_bpe_gz_begin:\n"
     ".incbin \"" SD_CLIP_BPE_GZ_PATH
     "\"\n"
-    ".globl sd_clip_bpe_gz_end\n"
-    "sd_clip_bpe_gz_end:\n"
+    ".globl streamdiff_internal_clip_bpe_gz_end\n"
+    ".hidden streamdiff_internal_clip_bpe_gz_end\n"
+    "streamdiff_internal_clip_bpe_gz_end:\n"
     ".popsection\n");
-extern "C" const unsigned char sd_clip_bpe_gz_begin[];
-extern "C" const unsigned char sd_clip_bpe_gz_end[];
+extern "C" const unsigned char streamdiff_internal_clip_bpe_gz_begin[];
+extern "C" const unsigned char streamdiff_internal_clip_bpe_gz_end[];
 
 namespace sd::text {
 
 std::string builtin_clip_merges() {
   z_stream zs{};
   SD_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "CLIP tokenizer: zlib inflateInit2 failed");
-  zs.next_in = const_cast<Bytef*>(sd_clip_bpe_gz_begin);
-  zs.avail_in = static_cast<uInt>(sd_clip_bpe_gz_end - sd_clip_bpe_gz_begin);
+  zs.next_in = const_cast<Bytef*>(streamdiff_internal_clip_bpe_gz_begin);
+  zs.avail_in = static_cast<uInt>(streamdiff_internal_clip_bpe_gz_end - streamdiff_internal_clip_bpe_gz_begin);
   std::string out;
   int rc = Z_OK;
   while (rc == Z_OK) {

@@ -1,0 +1,108 @@
+// streamdiff media: images and videos in and out, for hosts that have no image library of their
+// own (the CLI is written on these). PNG and JPEG through libpng and TurboJPEG; videos through
+// FFmpeg. Every failure throws streamdiff::Error (status Io) naming the file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "streamdiff/streamdiff.hpp"
+
+namespace streamdiff {
+
+// An 8-bit RGB image that owns its pixels (packed rows).
+struct Image {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> rgb;  // width * height * 3
+
+  ImageView view() const { return {rgb.data(), width, height, size_t(width) * 3, PixelFormat::RGB8}; }
+  MutableImageView mutable_view() {
+    return {rgb.data(), width, height, size_t(width) * 3, PixelFormat::RGB8};
+  }
+};
+
+// PNG or JPEG (sniffed from the bytes): alpha dropped, gray to RGB, 16-bit scaled to 8.
+STREAMDIFF_API Image read_image(const std::string& path);
+STREAMDIFF_API Image decode_image(const uint8_t* data, size_t size, const std::string& name);
+// The format follows the extension (.png, .jpg, .jpeg).
+STREAMDIFF_API void write_image(const std::string& path, const Image& image, int jpeg_quality = 92);
+STREAMDIFF_API std::vector<uint8_t> encode_jpeg(const Image& image, int quality = 92);
+STREAMDIFF_API std::vector<uint8_t> encode_png(const Image& image);
+// Pixels of any format and stride as an RGB Image (a copy).
+STREAMDIFF_API Image to_image(const ImageView& view);
+// Scaled to cover width x height (keeping the aspect ratio), then centre-cropped; antialiased
+// when shrinking (PIL's bilinear filter). The same as a Stream does with an input of another size.
+STREAMDIFF_API Image resize_cover(const Image& image, int width, int height);
+
+STREAMDIFF_API bool is_image_path(const std::string& path);  // .png .jpg .jpeg
+// .mp4 .m4v .mkv .mov .avi .webm .gif .mpg .mpeg .ts .flv .wmv .ogv (case-insensitive)
+STREAMDIFF_API bool is_video_path(const std::string& path);
+
+// A frame rate as a fraction (30000/1001 for NTSC); {0, 1}: unknown.
+struct Rational {
+  int num = 0;
+  int den = 1;
+  double value() const { return den != 0 ? double(num) / double(den) : 0.0; }
+  bool valid() const { return num > 0 && den > 0; }
+};
+// "30", "12.5" or "30000/1001"; throws InvalidArgument otherwise.
+STREAMDIFF_API Rational parse_frame_rate(const std::string& text);
+
+// Decodes the best video stream of a file into RGB images, in presentation order.
+class STREAMDIFF_API VideoReader {
+ public:
+  explicit VideoReader(const std::string& path);
+  ~VideoReader();
+  VideoReader(VideoReader&&) noexcept;
+  VideoReader& operator=(VideoReader&&) noexcept;
+
+  int width() const;
+  int height() const;
+  Rational fps() const;
+  int64_t frame_count() const;            // as the container states it; -1 when unknown
+  int64_t estimated_frame_count() const;  // frame_count(), else duration x fps, else -1
+  const std::string& codec_name() const;
+  bool read(Image& frame);  // false at the end
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Encodes RGB images to a video file; the codec follows the extension (.mp4 .mkv .mov: H.264,
+// .avi: MPEG-4, .webm: VP9). Written as "<path>.partial" and renamed by close(), so a failed or
+// interrupted run never leaves a truncated file under the final name.
+class STREAMDIFF_API VideoWriter {
+ public:
+  VideoWriter(const std::string& path, int width, int height, Rational fps);
+  ~VideoWriter();  // without close(): the partial file is removed
+  VideoWriter(const VideoWriter&) = delete;
+  VideoWriter& operator=(const VideoWriter&) = delete;
+
+  void write(const Image& frame);
+  void write(const Image& frame, int64_t frame_time);  // in frames from the start, increasing
+  void close();
+  void discard();  // removes the partial file
+  const std::string& codec_name() const;
+  int64_t frames_written() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Makes FFmpeg log errors only (its default also prints warnings and stream details). This
+// changes FFmpeg's process-wide log level, so the library never calls it on its own: an
+// application that wants quiet video IO calls it once (the CLI does).
+STREAMDIFF_API void set_video_log_errors_only();
+
+// The encoder VideoWriter would use for `path` in this build; throws for another extension.
+STREAMDIFF_API std::string video_encoder_for(const std::string& path);
+
+}  // namespace streamdiff

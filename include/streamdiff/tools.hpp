@@ -1,0 +1,116 @@
+// streamdiff tools: the parts of a model on their own (tokenizer, text encoder, TAESD), tensor
+// files, model inspection and machine facts; the CLI's tokenize, encode-prompt, taesd, info and
+// bench commands are written on these. Failures throw streamdiff::Error.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "streamdiff/media.hpp"
+#include "streamdiff/streamdiff.hpp"
+
+namespace streamdiff {
+
+// A host f32 tensor, row-major.
+struct TensorF32 {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+// safetensors files: write (atomically: a temporary file renamed into place) and read, any
+// stored dtype converted to f32.
+STREAMDIFF_API void save_tensors(const std::string& path,
+                                 const std::map<std::string, TensorF32>& tensors,
+                                 const std::map<std::string, std::string>& metadata = {});
+STREAMDIFF_API std::map<std::string, TensorF32> load_tensors(const std::string& path);
+
+// What a model path holds, without loading weights (headers and configs only): a diffusers
+// folder, a component folder, a single-file checkpoint, a LoRA or any .safetensors file. Text
+// as `streamdiff info` prints it.
+STREAMDIFF_API std::string describe_model_path(const std::string& path);
+
+// The CLIP BPE tokenizer.
+class STREAMDIFF_API Tokenizer {
+ public:
+  // The built-in CLIP vocabulary; SD 2.x models pad with '!' (pad_with_exclamation), SD 1.x
+  // with <|endoftext|>.
+  static Tokenizer builtin(bool pad_with_exclamation = false);
+  // A tokenizer/ folder (vocab.json + merges.txt), or a model folder that has one.
+  static Tokenizer from_folder(const std::string& path);
+  std::vector<int> encode(const std::string& text) const;  // ids only
+  // BOS, ids truncated to max_len − 2, EOS, padding to max_len: what a text encoder consumes.
+  std::vector<int> tokenize_for_model(const std::string& text, int max_len = 77) const;
+
+  ~Tokenizer();
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  struct Impl;
+
+ private:
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A model's text encoder (CLIP ViT-L/14 or OpenCLIP ViT-H/14) with its tokenizer.
+class STREAMDIFF_API TextEncoder {
+ public:
+  // A diffusers model folder, its text_encoder/ folder, or a single-file checkpoint. Uses
+  // options.device / dtype / threads.
+  static TextEncoder load(const std::string& path, const ModelOptions& options = {});
+  // [77, width] f32. clip_skip: layers skipped at the end (1 = the penultimate layer's output).
+  TensorF32 encode(const std::string& prompt, int clip_skip = 0);
+  int num_layers() const;
+  std::string description() const;  // source, layers, width, activation
+  std::string backend() const;
+
+  ~TextEncoder();
+  TextEncoder(TextEncoder&&) noexcept;
+  TextEncoder& operator=(TextEncoder&&) noexcept;
+  struct Impl;
+
+ private:
+  explicit TextEncoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// TAESD on its own: image <-> latents.
+class STREAMDIFF_API Autoencoder {
+ public:
+  // A TAESD diffusers folder, a folder or file of the original taesd_encoder/decoder files, or
+  // one diffusers-layout .safetensors file. Uses options.device / dtype / threads.
+  static Autoencoder load_taesd(const std::string& path, const ModelOptions& options = {});
+  // image (multiples of downscale()) -> latents [1, h, w, latent_channels] NHWC, unscaled.
+  TensorF32 encode(const Image& image);
+  // latents [1, h, w, latent_channels] -> image.
+  Image decode(const TensorF32& latents);
+  int downscale() const;
+  int latent_channels() const;
+  std::string description() const;
+  std::string backend() const;
+
+  ~Autoencoder();
+  Autoencoder(Autoencoder&&) noexcept;
+  Autoencoder& operator=(Autoencoder&&) noexcept;
+  struct Impl;
+
+ private:
+  explicit Autoencoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Facts about this machine and process, for benchmark and log lines.
+STREAMDIFF_API std::string cpu_model_name();  // "/proc/cpuinfo"'s model name
+struct ProcessMemory {
+  int64_t rss = -1;       // bytes resident now (-1: unknown)
+  int64_t peak_rss = -1;  // high-water mark
+};
+STREAMDIFF_API ProcessMemory process_memory();
+STREAMDIFF_API bool reset_peak_rss();
+// Whether this build has a usable CUDA device, and whether this CPU runs bf16 natively.
+STREAMDIFF_API bool cuda_available();
+STREAMDIFF_API bool cpu_has_native_bf16();
+
+}  // namespace streamdiff
