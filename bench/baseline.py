@@ -26,7 +26,7 @@ Settings (identical where the pipelines share the notion)
       int(num_inference_steps * strength) of them). The number of UNet evaluations is counted
       with a hook and recorded. Each call encodes the prompt again: that is part of what an
       AutoPipeline call costs (OpenCLIP-H: ~45 GFLOP, against ~804 per UNet step at 512^2).
-    - Input: ../shared/data/images/input.png (or --image), RGB, scaled to cover the size with
+    - Input: data/images/portrait.png (or --image), RGB, scaled to cover the size with
       Lanczos and centre-cropped once; every pipeline gets that already-sized image.
     - Threads: torch.set_num_threads(T) / `streamdiff --threads T` (default 2); printed.
 
@@ -87,7 +87,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-DEFAULT_IMAGE = os.path.join(os.path.dirname(ROOT), "shared", "data", "images", "input.png")
+DEFAULT_IMAGE = os.path.join(ROOT, "data", "images", "portrait.png")
 DEFAULT_PROMPT = "portrait of a cat wearing a tiny hat, oil painting, best quality"
 STREAM_STEPS = 50  # LCM steps the t_index_list indexes (StreamDiffusion's default)
 

@@ -63,7 +63,7 @@ inline std::vector<float> step(Stream& s, const Image& img) {
   const Image fitted =
       img.width == c.width && img.height == c.height ? img : resize_cover(img, c.width, c.height);
   std::vector<float> out(size_t(c.width) * size_t(c.height) * 3);
-  s.img2img_f32(to_f32(fitted).data(), out.data());
+  s.img2img_f32(to_f32(fitted).data(), out.data(), c.width, c.height);
   return out;
 }
 

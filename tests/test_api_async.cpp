@@ -169,7 +169,7 @@ TEST(ApiAsync, MisuseIsRefused) {
   bad.queue_capacity = 0;
   EXPECT_THROW(s.start(bad), Error);
   s.start();
-  EXPECT_THROW(s.start(), Error);                                // already running
+  EXPECT_THROW(s.start(), Error);                                       // already running
   EXPECT_THROW(s.img2img(frame(0).view(), out.mutable_view()), Error);  // async mode
   EXPECT_THROW(s.reset(), Error);
   ImageView null_in{nullptr, 64, 64, 0, PixelFormat::RGB8};

@@ -13,12 +13,12 @@
 
 #include "alloc_counter.h"
 #include "api_test_support.h"
-#include "streamdiff/tools.hpp"
 #include "core/tensor.h"
 #include "models/prompt_encoder.h"
 #include "models/taesd.h"
 #include "models/unet.h"
 #include "pipeline/stream.h"
+#include "streamdiff/tools.hpp"
 
 namespace streamdiff {
 namespace {
@@ -88,10 +88,22 @@ TEST(ApiStream, RuntimeSettersGiveAFreshStreamsFrames) {
       {"delta", [](Stream& s) { s.set_delta(0.5f); }, [](StreamConfig& c) { c.delta = 0.5f; },
        false},
       {"seed", [](Stream& s) { s.set_seed(7); }, [](StreamConfig& c) { c.seed = 7; }, false},
-      {"t_index same length", [](Stream& s) { s.set_t_index_list({20, 40}); },
-       [](StreamConfig& c) { c.t_index_list = {20, 40}; }, false},
-      {"t_index other length", [](Stream& s) { s.set_t_index_list({10, 30, 45}); },
-       [](StreamConfig& c) { c.t_index_list = {10, 30, 45}; }, true},
+      {"t_index same length",
+       [](Stream& s) {
+         s.set_t_index_list({20, 40});
+       },
+       [](StreamConfig& c) {
+         c.t_index_list = {20, 40};
+       },
+       false},
+      {"t_index other length",
+       [](Stream& s) {
+         s.set_t_index_list({10, 30, 45});
+       },
+       [](StreamConfig& c) {
+         c.t_index_list = {10, 30, 45};
+       },
+       true},
       {"resolution", [](Stream& s) { s.set_resolution(96, 64); },
        [](StreamConfig& c) { c.width = 96; }, true},
       {"cfg type", [](Stream& s) { s.set_cfg_type(CfgType::Initialize); },
@@ -205,10 +217,11 @@ TEST(ApiStream, BadBlendsAreRefusedAndChangeNothing) {
     }
     return Status::Ok;
   };
-  EXPECT_EQ(status_of([&] { s.set_prompt_blend({{"a", 1}, {"b", 1}, {"c", 1}}, Blend::Slerp); }),
+  EXPECT_EQ(status_of([&] {
+              s.set_prompt_blend({{"a", 1}, {"b", 1}, {"c", 1}}, Blend::Slerp);
+            }),
             Status::InvalidArgument);
-  EXPECT_EQ(status_of([&] { s.set_prompt_blend({{"a", -1}, {"b", 2}}); }),
-            Status::InvalidArgument);
+  EXPECT_EQ(status_of([&] { s.set_prompt_blend({{"a", -1}, {"b", 2}}); }), Status::InvalidArgument);
   EXPECT_EQ(status_of([&] { s.set_seed_blend({{1, 0}, {2, 0}}); }), Status::InvalidArgument);
   EXPECT_EQ(status_of([&] { s.set_prompt_blend({}); }), Status::InvalidArgument);
   EXPECT_EQ(s.config().prompt, "a photo of a cat");
@@ -240,9 +253,9 @@ TEST(ApiStream, SimilarityFilterComparesRealFramesOnly) {
     return out;
   };
   const auto a = run3(mirror);
-  const auto b = run3(inverted);  // the second input changed
-  EXPECT_EQ(a[0], b[0]);       // output 0 shows input 0
-  EXPECT_EQ(a[1], b[1]);       // output 1 shows input 0 too (the lag)
+  const auto b = run3(inverted);          // the second input changed
+  EXPECT_EQ(a[0], b[0]);                  // output 0 shows input 0
+  EXPECT_EQ(a[1], b[1]);                  // output 1 shows input 0 too (the lag)
   EXPECT_GT(rel_diff(a[2], b[2]), 1e-3);  // output 2 shows input 1
   EXPECT_GT(rel_diff(a[1], a[2]), 1e-3);
 
@@ -324,6 +337,10 @@ TEST(ApiStream, LeavesTheCallersOpenMpThreadCountAlone) {
   omp_set_num_threads(before);
 }
 
+MutableImageView out_view(std::vector<uint8_t>& buf) {
+  return {buf.data(), 64, 64, 0, PixelFormat::RGB8};
+}
+
 TEST(ApiStream, BadArgumentsNameTheProblem) {
   auto error_of = [](const std::function<void()>& f) -> std::pair<Status, std::string> {
     try {
@@ -377,7 +394,13 @@ TEST(ApiStream, BadArgumentsNameTheProblem) {
   std::tie(st, msg) = error_of([&] { s.img2img(in.view(), short_rows); });
   EXPECT_NE(msg.find("stride"), std::string::npos) << msg;
   EXPECT_EQ(error_of([&] { s.submit(in.view()); }).first, Status::Closed);
-  EXPECT_EQ(error_of([&] { s.txt2img_f32(nullptr); }).first, Status::InvalidArgument);
+  EXPECT_EQ(error_of([&] { s.txt2img_f32(nullptr, 64, 64); }).first, Status::InvalidArgument);
+  std::vector<float> f32(64 * 64 * 3);
+  std::tie(st, msg) = error_of([&] { s.img2img_f32(f32.data(), f32.data(), 96, 64); });
+  EXPECT_NE(msg.find("96x64"), std::string::npos) << msg;
+  std::tie(st, msg) = error_of([&] { s.txt2img(out_view(buf), true); });
+  EXPECT_EQ(st, Status::InvalidArgument);
+  EXPECT_NE(msg.find("one t_index"), std::string::npos) << msg;
   Stream moved = std::move(s);
   EXPECT_EQ(error_of([&] { s.set_prompt("x"); }).first, Status::InvalidArgument);
   EXPECT_NO_THROW(moved.set_prompt("x"));
@@ -398,7 +421,8 @@ TEST(ApiStream, InputFormatsAndStridesGiveTheSameFrames) {
   Stream a(tiny_model(), tiny_config()), b(tiny_model(), tiny_config()),
       c(tiny_model(), tiny_config());
   a.img2img(rgb.view(), {out1.data(), 64, 64, 0, PixelFormat::RGB8});
-  b.img2img({bgra.data(), 64, 64, 0, PixelFormat::BGRA8}, {out2.data(), 64, 64, 0, PixelFormat::RGB8});
+  b.img2img({bgra.data(), 64, 64, 0, PixelFormat::BGRA8},
+            {out2.data(), 64, 64, 0, PixelFormat::RGB8});
   c.img2img({padded.data(), 64, 64, 200, PixelFormat::RGB8},
             {out3.data(), 64, 64, 0, PixelFormat::BGRA8});
   EXPECT_EQ(out1, out2);
@@ -428,7 +452,7 @@ TEST(ApiStream, Txt2ImgAndBatchedFrames) {
   c.cfg_type = CfgType::None;
   Stream turbo(tiny_model(), c);
   std::vector<float> img(64 * 64 * 3, -1.f);
-  turbo.txt2img_f32(img.data(), true);
+  turbo.txt2img_f32(img.data(), 64, 64, true);
   for (float v : img) ASSERT_TRUE(v >= 0.f && v <= 1.f);
 }
 

@@ -158,8 +158,8 @@ TEST(LatencyWindow, BoundedWindowForPercentilesRunningMeanAndMax) {
   EXPECT_EQ(w.percentile(50), 0);
   for (double v : {100.0, 1.0, 2.0, 3.0, 4.0}) w.add(v);
   EXPECT_EQ(w.count(), 5);
-  EXPECT_DOUBLE_EQ(w.mean(), 22.0);  // every sample
-  EXPECT_EQ(w.max(), 100.0);         // every sample
+  EXPECT_DOUBLE_EQ(w.mean(), 22.0);   // every sample
+  EXPECT_EQ(w.max(), 100.0);          // every sample
   EXPECT_EQ(w.percentile(100), 4.0);  // the window: the last 4 samples only
   EXPECT_EQ(w.percentile(50), 2.0);
   for (int i = 0; i < 100000; ++i) w.add(7.0);  // memory stays at 4 samples

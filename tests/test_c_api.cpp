@@ -7,8 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "api_test_support.h"
@@ -116,9 +116,11 @@ TEST_F(CApi, FramesSettingsAndStatistics) {
   ASSERT_EQ(sd_stream_set_resolution(stream_, 64, 64), SD_OK);
 
   std::vector<float> fin(64 * 64 * 3, 0.5f), fout(64 * 64 * 3);
-  ASSERT_EQ(sd_stream_img2img_f32(stream_, fin.data(), fout.data(), nullptr), SD_OK);
+  ASSERT_EQ(sd_stream_img2img_f32(stream_, fin.data(), fout.data(), 64, 64, nullptr), SD_OK);
   ASSERT_EQ(sd_stream_txt2img(stream_, &dst_, 0, nullptr), SD_OK) << sd_last_error();
-  ASSERT_EQ(sd_stream_txt2img_f32(stream_, fout.data(), 0, nullptr), SD_OK);
+  ASSERT_EQ(sd_stream_txt2img_f32(stream_, fout.data(), 64, 64, 0, nullptr), SD_OK);
+  expect_error(sd_stream_txt2img_f32(stream_, fout.data(), 32, 32, 0, nullptr),
+               SD_ERR_INVALID_ARGUMENT, "buffers of 32x32");
   ASSERT_EQ(sd_stream_reset(stream_), SD_OK);
   sd_stream_stats st;
   sd_stream_stats_init(&st);
@@ -127,7 +129,7 @@ TEST_F(CApi, FramesSettingsAndStatistics) {
   EXPECT_EQ(st.plans, 3);  // 64x64 self, 64x64 full (+ t_index 20,40), 96x64 full
 
   sd_model_info mi;
-  mi.struct_size = sizeof mi;
+  sd_model_info_init(&mi);
   ASSERT_EQ(sd_model_info_get(model_, &mi), SD_OK);
   EXPECT_STREQ(mi.family, "sd1");
   EXPECT_STREQ(mi.vae, "taesd");
@@ -199,19 +201,33 @@ TEST_F(CApi, NullFreedAndWrongKindHandles) {
   sd_async_options a;
   sd_async_options_init(&a);
   std::vector<float> f(64 * 64 * 3);
-  for (sd_status r :
-       {sd_stream_free(n), sd_stream_set_prompt(n, "x"), sd_stream_set_negative_prompt(n, "x"),
-        sd_stream_set_prompt_blend(n, p, w, 1, SD_BLEND_LINEAR), sd_stream_set_seed(n, 1),
-        sd_stream_set_seed_blend(n, s, w, 1, SD_BLEND_LINEAR), sd_stream_set_guidance_scale(n, 1),
-        sd_stream_set_delta(n, 1), sd_stream_set_similarity_filter(n, 1, 0.9f, 3),
-        sd_stream_set_t_index_list(n, t, 1), sd_stream_set_resolution(n, 64, 64),
-        sd_stream_set_cfg_type(n, SD_CFG_NONE), sd_stream_set_config(n, &c),
-        sd_stream_get_config(n, &c), sd_stream_img2img(n, &in_, &dst_, nullptr),
-        sd_stream_img2img_batch(n, &in_, &dst_, 1, nullptr),
-        sd_stream_img2img_f32(n, f.data(), f.data(), nullptr), sd_stream_txt2img(n, &dst_, 0, nullptr),
-        sd_stream_txt2img_f32(n, f.data(), 0, nullptr), sd_stream_start(n, &a),
-        sd_stream_submit(n, &in_, 0), sd_stream_end_input(n), sd_stream_poll(n, &dst_, 0, nullptr),
-        sd_stream_stop(n), sd_stream_reset(n), sd_stream_stats_get(n, &st)})
+  for (sd_status r : {sd_stream_free(n),
+                      sd_stream_set_prompt(n, "x"),
+                      sd_stream_set_negative_prompt(n, "x"),
+                      sd_stream_set_prompt_blend(n, p, w, 1, SD_BLEND_LINEAR),
+                      sd_stream_set_seed(n, 1),
+                      sd_stream_set_seed_blend(n, s, w, 1, SD_BLEND_LINEAR),
+                      sd_stream_set_guidance_scale(n, 1),
+                      sd_stream_set_delta(n, 1),
+                      sd_stream_set_similarity_filter(n, 1, 0.9f, 3),
+                      sd_stream_set_t_index_list(n, t, 1),
+                      sd_stream_set_resolution(n, 64, 64),
+                      sd_stream_set_cfg_type(n, SD_CFG_NONE),
+                      sd_stream_set_config(n, &c),
+                      sd_stream_get_config(n, &c),
+                      sd_stream_img2img(n, &in_, &dst_, nullptr),
+                      sd_stream_img2img_batch(n, &in_, &dst_, 1, nullptr),
+                      sd_stream_img2img_f32(n, f.data(), f.data(), 64, 64, nullptr),
+                      sd_stream_txt2img(n, &dst_, 0, nullptr),
+                      sd_stream_txt2img_batch(n, &dst_, 1, 0, nullptr),
+                      sd_stream_txt2img_f32(n, f.data(), 64, 64, 0, nullptr),
+                      sd_stream_start(n, &a),
+                      sd_stream_submit(n, &in_, 0),
+                      sd_stream_end_input(n),
+                      sd_stream_poll(n, &dst_, 0, nullptr),
+                      sd_stream_stop(n),
+                      sd_stream_reset(n),
+                      sd_stream_stats_get(n, &st)})
     expect_error(r, SD_ERR_INVALID_HANDLE, "null sd_stream handle");
   sd_model_info mi;
   mi.struct_size = sizeof mi;
@@ -282,8 +298,8 @@ TEST_F(CApi, BadArgumentsAreNamed) {
   expect_error(sd_stream_img2img(stream_, &no_data, &dst_, nullptr), SD_ERR_INVALID_ARGUMENT,
                "null pointer");
   sd_image short_stride{pixels_.data(), 64, 64, 100, SD_PIXEL_RGB8};
-  expect_error(sd_stream_img2img(stream_, &short_stride, &dst_, nullptr),
-               SD_ERR_INVALID_ARGUMENT, "stride");
+  expect_error(sd_stream_img2img(stream_, &short_stride, &dst_, nullptr), SD_ERR_INVALID_ARGUMENT,
+               "stride");
   expect_error(sd_stream_img2img(stream_, nullptr, &dst_, nullptr), SD_ERR_INVALID_ARGUMENT,
                "null");
   const sd_image two_in[2] = {in_, in_};
@@ -293,9 +309,10 @@ TEST_F(CApi, BadArgumentsAreNamed) {
   sd_frame_info info{};
   expect_error(sd_stream_img2img(stream_, &in_, &dst_, &info), SD_ERR_INVALID_ARGUMENT,
                "sd_frame_info");
-  expect_error(sd_stream_img2img_f32(stream_, nullptr, nullptr, nullptr),
+  expect_error(sd_stream_img2img_f32(stream_, nullptr, nullptr, 64, 64, nullptr),
                SD_ERR_INVALID_ARGUMENT, "null");
-  expect_error(sd_stream_txt2img(stream_, &dst_, 1, nullptr), SD_ERR_INTERNAL, "one t_index");
+  expect_error(sd_stream_txt2img(stream_, &dst_, 1, nullptr), SD_ERR_INVALID_ARGUMENT,
+               "one t_index");
   expect_error(sd_stream_submit(stream_, &in_, 0), SD_ERR_CLOSED, "start()");
   expect_error(sd_stream_poll(stream_, &dst_, 0, nullptr), SD_ERR_CLOSED, "start()");
   expect_error(sd_stream_end_input(stream_), SD_ERR_CLOSED, "start()");

@@ -81,8 +81,7 @@ class CliVideo : public testing::Test {
   static void TearDownTestSuite() { fs::remove_all(root_); }
 
   static std::string path(const std::string& name) { return (root_ / name).string(); }
-  static std::string common(
-      const std::string& taesd = test::kTinyTaesd.string()) {
+  static std::string common(const std::string& taesd = test::kTinyTaesd.string()) {
     return "--model " + quote(path("model")) + " --taesd " + quote(taesd) +
            " --prompt 'a cat' --dtype f32 --width 64 --height 64 ";
   }

@@ -243,8 +243,7 @@ void run_bench(const BenchArgs& a) {
   check(a.width > 0 && a.height > 0 && a.width % 8 == 0 && a.height % 8 == 0,
         "--width / --height must be positive multiples of 8, got ", a.width, "x", a.height);
   check(a.frames >= 1, "--frames must be at least 1, got ", a.frames);
-  check(a.max_steps >= 1 && a.max_steps <= 50, "--max-steps must be in [1, 50], got ",
-        a.max_steps);
+  check(a.max_steps >= 1 && a.max_steps <= 50, "--max-steps must be in [1, 50], got ", a.max_steps);
   check(a.model.empty() || fs::is_directory(a.model), "--model '", a.model, "' is not a folder");
   BenchModels m = load_models(a);
   print_machine(a, m.taesd->info());

@@ -130,9 +130,8 @@ void print_summary(const StreamStats& s, int64_t written, double fps) {
 }
 
 // The run's numbers as JSON, for scripts (benchmarks, integrations).
-void write_stats_json(const std::string& path, const StreamStats& s, int64_t written,
-                      double wall_s, double load_ms, double prepare_ms,
-                      const std::vector<double>& written_s) {
+void write_stats_json(const std::string& path, const StreamStats& s, int64_t written, double wall_s,
+                      double load_ms, double prepare_ms, const std::vector<double>& written_s) {
   nlohmann::json j;
   j["frames_read"] = s.frames_in;
   j["frames_written"] = written;

@@ -24,7 +24,8 @@ void run_tokenize(const TokenizeOptions& o) {
           "pad token comes from its tokenizer/ folder");
     return Tokenizer::from_folder(o.model);
   }();
-  const std::vector<int> ids = o.raw ? tok.encode(o.text) : tok.tokenize_for_model(o.text, o.max_len);
+  const std::vector<int> ids =
+      o.raw ? tok.encode(o.text) : tok.tokenize_for_model(o.text, o.max_len);
   std::string line;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (i) line += ' ';

@@ -61,8 +61,8 @@ class VideoSource : public FrameSource {
   Rational fps() const override { return reader_.fps(); }
   bool is_video() const override { return true; }
   std::string describe() const override {
-    return path_ + " (" + reader_.codec_name() + " " + std::to_string(reader_.width()) +
-           "x" + std::to_string(reader_.height()) + ", " + rate_str(reader_.fps()) + " fps)";
+    return path_ + " (" + reader_.codec_name() + " " + std::to_string(reader_.width()) + "x" +
+           std::to_string(reader_.height()) + ", " + rate_str(reader_.fps()) + " fps)";
   }
 
  private:
@@ -82,8 +82,8 @@ class VideoSink : public FrameSink {
   }
   void close() override { writer_.close(); }
   std::string describe() const override {
-    return path_ + " (" + writer_.codec_name() + ", " +
-           std::to_string(writer_.frames_written()) + " frames at " + rate_str(fps_) + " fps)";
+    return path_ + " (" + writer_.codec_name() + ", " + std::to_string(writer_.frames_written()) +
+           " frames at " + rate_str(fps_) + " fps)";
   }
 
  private:
@@ -138,12 +138,12 @@ std::unique_ptr<FrameSink> open_sink(const std::string& output, const FrameSourc
   }
   if (source.is_single_image()) {
     check(is_image_path(output), "--output '", output,
-             "' must end in .png, .jpg or .jpeg (or be a video file)");
+          "' must end in .png, .jpg or .jpeg (or be a video file)");
     if (out.has_parent_path()) fs::create_directories(out.parent_path());
     return std::make_unique<ImageSink>(out, false);
   }
-  check(!is_image_path(output) && (!fs::exists(out) || fs::is_directory(out)), "--output '",
-        output, "' must be a folder or a video file when --input is a folder or a video");
+  check(!is_image_path(output) && (!fs::exists(out) || fs::is_directory(out)), "--output '", output,
+        "' must be a folder or a video file when --input is a folder or a video");
   fs::create_directories(out);
   return std::make_unique<ImageSink>(out, true);
 }
@@ -167,8 +167,8 @@ void ProgressLine::frame(int64_t index, int64_t written, const StreamStats& s) {
                   static_cast<long long>(s.skipped), static_cast<long long>(dropped));
   else
     std::snprintf(line, sizeof line, "frame %lld  %.2f fps  skipped %lld  dropped %lld",
-                  static_cast<long long>(index + 1), s.fps,
-                  static_cast<long long>(s.skipped), static_cast<long long>(dropped));
+                  static_cast<long long>(index + 1), s.fps, static_cast<long long>(s.skipped),
+                  static_cast<long long>(dropped));
   std::fprintf(stderr, tty_ ? "\r%s   " : "%s\n", line);
   std::fflush(stderr);
   last_printed_ = done;

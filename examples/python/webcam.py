@@ -44,7 +44,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--camera", type=int, default=0, help="camera index for cv2.VideoCapture")
     p.add_argument("--input", help="a video file instead of the camera")
     p.add_argument("--output", help="write the stylised frames to this video file (.mp4)")
-    p.add_argument("--show", action="store_true", help="show the frames in a window (q quits)")
+    p.add_argument("--show", action="store_true",
+                   help="show the frames in a window (q quits; needs opencv-python, not -headless)")
     p.add_argument("--frames", type=int, default=0, help="stop after N input frames (0: all)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="auto", choices=["auto", "f32", "bf16"])

@@ -19,7 +19,9 @@ struct Image {
   int height = 0;
   std::vector<uint8_t> rgb;  // width * height * 3
 
-  ImageView view() const { return {rgb.data(), width, height, size_t(width) * 3, PixelFormat::RGB8}; }
+  ImageView view() const {
+    return {rgb.data(), width, height, size_t(width) * 3, PixelFormat::RGB8};
+  }
   MutableImageView mutable_view() {
     return {rgb.data(), width, height, size_t(width) * 3, PixelFormat::RGB8};
   }

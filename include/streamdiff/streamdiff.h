@@ -54,7 +54,12 @@ typedef enum sd_pixel_format {
   SD_PIXEL_BGRA8 = 3
 } sd_pixel_format;
 
-typedef enum sd_cfg_type { SD_CFG_NONE = 0, SD_CFG_FULL = 1, SD_CFG_SELF = 2, SD_CFG_INITIALIZE = 3 } sd_cfg_type;
+typedef enum sd_cfg_type {
+  SD_CFG_NONE = 0,
+  SD_CFG_FULL = 1,
+  SD_CFG_SELF = 2,
+  SD_CFG_INITIALIZE = 3
+} sd_cfg_type;
 typedef enum sd_blend { SD_BLEND_LINEAR = 0, SD_BLEND_SLERP = 1 } sd_blend;
 typedef enum sd_queue_policy { SD_QUEUE_BLOCK = 0, SD_QUEUE_DROP_OLDEST = 1 } sd_queue_policy;
 
@@ -93,7 +98,7 @@ typedef struct sd_lora {
 
 typedef struct sd_model_options {
   size_t struct_size;
-  const char* taesd;  /* TAESD folder or file instead of the model's VAE; NULL: the model's */
+  const char* taesd; /* TAESD folder or file instead of the model's VAE; NULL: the model's */
   const sd_lora* loras;
   size_t lora_count;
   int32_t lora_allow_unmatched;
@@ -116,10 +121,12 @@ typedef struct sd_model_info {
 } sd_model_info;
 
 STREAMDIFF_API void sd_model_options_init(sd_model_options* options);
+STREAMDIFF_API void sd_model_info_init(sd_model_info* info);
 /* path: a diffusers folder or a single-file .safetensors checkpoint. options may be NULL. */
 STREAMDIFF_API sd_status sd_model_load(const char* path, const sd_model_options* options,
                                        sd_model** out);
-/* arch "sd15" or "sd21": deterministic random weights (benchmarks, tests); options->taesd needed. */
+/* arch "sd15" or "sd21": deterministic random weights (benchmarks, tests); options->taesd needed.
+ */
 STREAMDIFF_API sd_status sd_model_random(const char* arch, const sd_model_options* options,
                                          sd_model** out);
 STREAMDIFF_API sd_status sd_model_info_get(const sd_model* model, sd_model_info* info);
@@ -180,7 +187,7 @@ typedef struct sd_async_options {
   size_t queue_capacity; /* default 2 */
   sd_queue_policy policy;
   sd_pixel_format output_format;
-  size_t output_capacity; /* default 4 */
+  size_t output_capacity;      /* default 4 */
   sd_output_callback callback; /* NULL: outputs are queued for sd_stream_poll */
   void* user_data;
 } sd_async_options;
@@ -210,8 +217,7 @@ STREAMDIFF_API sd_status sd_stream_set_similarity_filter(sd_stream* stream, int3
                                                          float threshold, int32_t max_skip);
 STREAMDIFF_API sd_status sd_stream_set_t_index_list(sd_stream* stream, const int32_t* t_index,
                                                     size_t count);
-STREAMDIFF_API sd_status sd_stream_set_resolution(sd_stream* stream, int32_t width,
-                                                  int32_t height);
+STREAMDIFF_API sd_status sd_stream_set_resolution(sd_stream* stream, int32_t width, int32_t height);
 STREAMDIFF_API sd_status sd_stream_set_cfg_type(sd_stream* stream, sd_cfg_type cfg_type);
 STREAMDIFF_API sd_status sd_stream_set_config(sd_stream* stream, const sd_stream_config* config);
 /* The settings the next frame uses; prompt strings point into the stream (valid until the next
@@ -224,13 +230,18 @@ STREAMDIFF_API sd_status sd_stream_img2img(sd_stream* stream, const sd_image* in
 STREAMDIFF_API sd_status sd_stream_img2img_batch(sd_stream* stream, const sd_image* inputs,
                                                  const sd_image_out* outputs, size_t count,
                                                  sd_frame_info* info);
-/* f32 RGB [frame_buffer_size, height, width, 3] in [0, 1], packed. */
-STREAMDIFF_API sd_status sd_stream_img2img_f32(sd_stream* stream, const float* input,
-                                               float* output, sd_frame_info* info);
+/* f32 RGB [frame_buffer_size, height, width, 3] in [0, 1], packed; width and height are the
+ * buffers' (they must be the stream's). */
+STREAMDIFF_API sd_status sd_stream_img2img_f32(sd_stream* stream, const float* input, float* output,
+                                               int32_t width, int32_t height, sd_frame_info* info);
 STREAMDIFF_API sd_status sd_stream_txt2img(sd_stream* stream, const sd_image_out* output,
                                            int32_t one_step_turbo, sd_frame_info* info);
-STREAMDIFF_API sd_status sd_stream_txt2img_f32(sd_stream* stream, float* output,
-                                               int32_t one_step_turbo, sd_frame_info* info);
+STREAMDIFF_API sd_status sd_stream_txt2img_batch(sd_stream* stream, const sd_image_out* outputs,
+                                                 size_t count, int32_t one_step_turbo,
+                                                 sd_frame_info* info);
+STREAMDIFF_API sd_status sd_stream_txt2img_f32(sd_stream* stream, float* output, int32_t width,
+                                               int32_t height, int32_t one_step_turbo,
+                                               sd_frame_info* info);
 
 /* Asynchronous frames: a worker thread owned by the stream runs the model. submit/end_input (a
  * producer thread) and poll (a consumer thread) may run at the same time. */

@@ -74,7 +74,8 @@ class STREAMDIFF_API Error : public std::runtime_error {
   Status status_;
 };
 
-// ---- pixels ---------------------------------------------------------------------------------------
+// ---- pixels
+// ---------------------------------------------------------------------------------------
 
 enum class PixelFormat : int { RGB8 = 0, BGR8 = 1, RGBA8 = 2, BGRA8 = 3 };
 STREAMDIFF_API int bytes_per_pixel(PixelFormat f);  // 3 or 4
@@ -98,7 +99,8 @@ struct MutableImageView {
   PixelFormat format = PixelFormat::RGB8;
 };
 
-// ---- models ---------------------------------------------------------------------------------------
+// ---- models
+// ---------------------------------------------------------------------------------------
 
 struct LoraSpec {
   std::string path;   // a LoRA .safetensors file (diffusers/PEFT or kohya), e.g. LCM-LoRA
@@ -109,25 +111,25 @@ struct LoraSpec {
 STREAMDIFF_API LoraSpec parse_lora_spec(const std::string& spec);
 
 struct ModelOptions {
-  std::string taesd;            // a TAESD folder or file used instead of the model's own VAE
-  std::vector<LoraSpec> loras;  // fused after loading, in order
+  std::string taesd;                  // a TAESD folder or file used instead of the model's own VAE
+  std::vector<LoraSpec> loras;        // fused after loading, in order
   bool lora_allow_unmatched = false;  // fuse even when some LoRA layers match no weight
   std::string device = "cpu";         // "cpu" or "cuda"
-  std::string dtype = "auto";         // "auto" (bf16 where the hardware is fast at it), "f32", "bf16"
-  int threads = 0;                    // CPU threads used by this model's work; 0 = all cores
+  std::string dtype = "auto";  // "auto" (bf16 where the hardware is fast at it), "f32", "bf16"
+  int threads = 0;             // CPU threads used by this model's work; 0 = all cores
   // Called on the loading thread with one line per step (e.g. "loading unet/", "fused LoRA x").
   std::function<void(const std::string& message)> on_progress;
 };
 
 struct ModelInfo {
   std::string path;        // as given to load()
-  std::string family;  // "sd1" (CLIP ViT-L text encoder) or "sd2" (OpenCLIP ViT-H; sd-turbo)
+  std::string family;      // "sd1" (CLIP ViT-L text encoder) or "sd2" (OpenCLIP ViT-H; sd-turbo)
   std::string vae;         // "taesd" or "autoencoder_kl"
   std::string backend;     // e.g. "cpu: oneDNN 2.6.3, avx2, f32, 2 threads"
   std::string dtype;       // compute dtype: "f32" or "bf16"
   int size_multiple = 64;  // width and height must be multiples of this
   int cross_attention_dim = 0;
-  bool random_weights = false;  // made by Model::random
+  bool random_weights = false;     // made by Model::random
   std::vector<std::string> loras;  // one line per fused LoRA: path, scale, layers
   double load_ms = 0;
 };
@@ -157,13 +159,14 @@ class STREAMDIFF_API Model {
  private:
   explicit Model(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;
-  friend class Stream;
+  friend struct ModelAccess;  // the library's own access to impl_ (src/api/model_impl.h)
 };
 
-// ---- streams --------------------------------------------------------------------------------------
+// ---- streams
+// --------------------------------------------------------------------------------------
 
 enum class CfgType : int { None = 0, Full = 1, Self = 2, Initialize = 3 };
-STREAMDIFF_API const char* cfg_type_name(CfgType t);        // "none", "full", "self", "initialize"
+STREAMDIFF_API const char* cfg_type_name(CfgType t);  // "none", "full", "self", "initialize"
 STREAMDIFF_API CfgType parse_cfg_type(const std::string& name);  // throws InvalidArgument
 
 // How blended prompts (their embeddings) and blended seeds (their noises) are combined. Weights
@@ -211,8 +214,8 @@ struct StreamConfig {
 
 // What one frame call did.
 struct FrameInfo {
-  int64_t index = -1;    // outputs of this stream so far, counting this one, minus one
-  bool skipped = false;  // the similarity filter skipped the denoiser: the previous output again
+  int64_t index = -1;     // outputs of this stream so far, counting this one, minus one
+  bool skipped = false;   // the similarity filter skipped the denoiser: the previous output again
   double latency_ms = 0;  // this frame's time in the library (async: from submit to output)
   double encode_ms = 0, unet_ms = 0, decode_ms = 0;  // with StreamConfig::time_stages
   int64_t tag = -1;        // async: the tag submit() was given for the input this call consumed
@@ -282,13 +285,14 @@ class STREAMDIFF_API Stream {
   // img2img on one frame (frame_buffer_size 1) or on `count` = frame_buffer_size frames.
   FrameInfo img2img(const ImageView& input, const MutableImageView& output);
   FrameInfo img2img(const ImageView* inputs, const MutableImageView* outputs, size_t count);
-  // The same on f32 RGB [frame_buffer_size, height, width, 3] in [0, 1], packed.
-  FrameInfo img2img_f32(const float* input, float* output);
+  // The same on f32 RGB [frame_buffer_size, height, width, 3] in [0, 1], packed; width and height
+  // are the caller's buffers' (they must be the stream's).
+  FrameInfo img2img_f32(const float* input, float* output, int width, int height);
   // txt2img: frame_buffer_size images from fresh noise. one_step_turbo: the original's
   // txt2img_sd_turbo (one t_index, no guidance): x0 = (x - b*eps)/a without LCM's boundary terms.
   FrameInfo txt2img(const MutableImageView& output, bool one_step_turbo = false);
   FrameInfo txt2img(const MutableImageView* outputs, size_t count, bool one_step_turbo = false);
-  FrameInfo txt2img_f32(float* output, bool one_step_turbo = false);
+  FrameInfo txt2img_f32(float* output, int width, int height, bool one_step_turbo = false);
 
   // ---- asynchronous frames (a worker thread owned by the stream runs the model) ----
   // submit() and end_input() (the producer) and poll() (the consumer) may run on two different

@@ -53,7 +53,7 @@ def _rows_usable(a: np.ndarray) -> bool:
     return a.strides[2] == 1 and a.strides[1] == c and (h == 1 or a.strides[0] >= w * c)
 
 
-def as_pixels(image: ImageLike, what: str = "image") -> tuple[np.ndarray, bool]:
+def as_pixels(image: ImageLike) -> tuple[np.ndarray, bool]:
     """image as a HxWx3|4 uint8 array whose rows may be passed by pointer (copied only when
     its pixels are not packed), and whether it was a PIL image (RGB/RGBA order)."""
     if _is_pil(image):
@@ -62,10 +62,10 @@ def as_pixels(image: ImageLike, what: str = "image") -> tuple[np.ndarray, bool]:
             pil = pil.convert("RGB")
         return np.asarray(pil), True
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"{what}: expected a numpy array or a PIL image, got {type(image)!r}")
+        raise TypeError(f"image: expected a numpy array or a PIL image, got {type(image)!r}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
         raise InvalidArgument(
-            f"{what}: expected a uint8 array of shape (height, width, 3 or 4), got "
+            f"image: expected a uint8 array of shape (height, width, 3 or 4), got "
             f"{image.dtype} {image.shape}"
         )
     if not _rows_usable(image):
@@ -73,20 +73,26 @@ def as_pixels(image: ImageLike, what: str = "image") -> tuple[np.ndarray, bool]:
     return image, False
 
 
+def _stride(a: np.ndarray) -> int:
+    # numpy gives a length-1 axis any stride; the library reads one row there.
+    h, w, c = a.shape
+    return int(a.strides[0]) if h > 1 else w * c
+
+
 def image_in(a: np.ndarray, order: str) -> sd_image:
     """An sd_image over a (from as_pixels); a must outlive the call that uses it."""
     h, w, c = a.shape
-    return sd_image(a.ctypes.data_as(_u8p), w, h, a.strides[0], pixel_format(order, c))
+    return sd_image(a.ctypes.data_as(_u8p), w, h, _stride(a), pixel_format(order, c))
 
 
 def new_output(height: int, width: int, channels: int) -> np.ndarray:
     return np.empty((height, width, channels), np.uint8)
 
 
-def check_output(out: np.ndarray, height: int, width: int, what: str = "out") -> None:
+def check_output(out: np.ndarray, height: int, width: int) -> None:
     """out must be a writable uint8 array (height, width, 3|4) with packed pixels."""
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"{what}: expected a numpy array, got {type(out)!r}")
+        raise TypeError(f"out: expected a numpy array, got {type(out)!r}")
     if (
         out.dtype != np.uint8
         or out.ndim != 3
@@ -94,14 +100,14 @@ def check_output(out: np.ndarray, height: int, width: int, what: str = "out") ->
         or out.shape[2] not in (3, 4)
     ):
         raise InvalidArgument(
-            f"{what}: expected a uint8 array of shape ({height}, {width}, 3 or 4) (the stream's "
+            f"out: expected a uint8 array of shape ({height}, {width}, 3 or 4) (the stream's "
             f"size), got {out.dtype} {out.shape}"
         )
     if not out.flags.writeable:
-        raise InvalidArgument(f"{what}: the array is read-only")
+        raise InvalidArgument("out: the array is read-only")
     if not _rows_usable(out):
         raise InvalidArgument(
-            f"{what}: pixels must be packed (strides (row, {out.shape[2]}, 1)), got strides "
+            f"out: pixels must be packed (strides (row, {out.shape[2]}, 1)), got strides "
             f"{out.strides}"
         )
 
@@ -109,7 +115,7 @@ def check_output(out: np.ndarray, height: int, width: int, what: str = "out") ->
 def image_out(out: np.ndarray, order: str) -> sd_image_out:
     """An sd_image_out over a checked output array."""
     h, w, c = out.shape
-    return sd_image_out(out.ctypes.data_as(_u8p), w, h, out.strides[0], pixel_format(order, c))
+    return sd_image_out(out.ctypes.data_as(_u8p), w, h, _stride(out), pixel_format(order, c))
 
 
 def copy_from(image: sd_image) -> np.ndarray:

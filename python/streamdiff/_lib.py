@@ -30,7 +30,7 @@ from ctypes import (
     c_void_p,
 )
 from pathlib import Path
-from typing import TypeVar
+from typing import Iterator, TypeVar
 
 #: The C ABI this package is written against: libstreamdiff.so.MAJOR.MINOR (0.x: each minor
 #: version may change it).
@@ -179,6 +179,7 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "sd_last_error": (c_char_p, []),
     # models
     "sd_model_options_init": (None, [POINTER(sd_model_options)]),
+    "sd_model_info_init": (None, [POINTER(sd_model_info)]),
     "sd_model_load": (_status, [c_char_p, POINTER(sd_model_options), POINTER(sd_model_p)]),
     "sd_model_random": (_status, [c_char_p, POINTER(sd_model_options), POINTER(sd_model_p)]),
     "sd_model_info_get": (_status, [sd_model_p, POINTER(sd_model_info)]),
@@ -220,15 +221,20 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     ),
     "sd_stream_img2img_f32": (
         _status,
-        [sd_stream_p, POINTER(c_float), POINTER(c_float), POINTER(sd_frame_info)],
+        [sd_stream_p, POINTER(c_float), POINTER(c_float), c_int32, c_int32,
+         POINTER(sd_frame_info)],
     ),
     "sd_stream_txt2img": (
         _status,
         [sd_stream_p, POINTER(sd_image_out), c_int32, POINTER(sd_frame_info)],
     ),
+    "sd_stream_txt2img_batch": (
+        _status,
+        [sd_stream_p, POINTER(sd_image_out), c_size_t, c_int32, POINTER(sd_frame_info)],
+    ),
     "sd_stream_txt2img_f32": (
         _status,
-        [sd_stream_p, POINTER(c_float), c_int32, POINTER(sd_frame_info)],
+        [sd_stream_p, POINTER(c_float), c_int32, c_int32, c_int32, POINTER(sd_frame_info)],
     ),
     "sd_stream_start": (_status, [sd_stream_p, POINTER(sd_async_options)]),
     "sd_stream_submit": (_status, [sd_stream_p, POINTER(sd_image), c_int64]),
@@ -247,19 +253,21 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
 }
 
 
-def _candidates() -> list[str]:
+def _candidates() -> Iterator[str]:
     """Where the library is looked for, in order: $STREAMDIFF_LIBRARY alone when it is set;
     else the package's directory, then the dynamic loader's search (LD_LIBRARY_PATH,
     ld.so.cache) by SONAME, then whatever ctypes.util.find_library finds."""
     env = os.environ.get("STREAMDIFF_LIBRARY")
     if env:
-        return [env]  # an explicit choice that fails is not replaced by another library
+        yield env  # an explicit choice that fails is not replaced by another library
+        return
     here = Path(__file__).resolve().parent
-    found = [str(here / SONAME), str(here / "libstreamdiff.so"), SONAME]
-    system = ctypes.util.find_library("streamdiff")
-    if system and system not in found:
-        found.append(system)
-    return found
+    yield str(here / SONAME)
+    yield str(here / "libstreamdiff.so")
+    yield SONAME
+    system = ctypes.util.find_library("streamdiff")  # runs ldconfig: only when needed
+    if system and system != SONAME:
+        yield system
 
 
 def _open(path: str) -> ctypes.CDLL:
@@ -285,10 +293,14 @@ def load_library() -> ctypes.CDLL:
             return _open(path)
         except (OSError, AttributeError) as e:  # AttributeError: a missing sd_* function
             failures.append(f"{path}: {e}")
+    hint = (
+        f"Point STREAMDIFF_LIBRARY at a {SONAME}, or unset it to use the package's library."
+        if os.environ.get("STREAMDIFF_LIBRARY")
+        else "Set STREAMDIFF_LIBRARY to the path of libstreamdiff.so, or reinstall the package."
+    )
     raise ImportError(
         "streamdiff: cannot load the native library libstreamdiff; tried:\n  "
-        + "\n  ".join(failures)
-        + "\nSet STREAMDIFF_LIBRARY to the path of libstreamdiff.so, or reinstall the package."
+        + "\n  ".join(failures) + "\n" + hint
     )
 
 
@@ -298,11 +310,7 @@ _S = TypeVar("_S", bound=Structure)
 
 
 def new_struct(cls: type[_S]) -> _S:
-    """A versioned C structure: set up by its *_init function (struct_size and defaults) where
-    the C API has one, else zeroed with struct_size set (sd_model_info)."""
-    init = getattr(lib, f"{cls.__name__}_init", None)
-    if init is None:
-        return cls(struct_size=ctypes.sizeof(cls))
+    """A versioned C structure, set up by its *_init function (struct_size and defaults)."""
     s = cls()
-    init(ctypes.byref(s))
+    getattr(lib, f"{cls.__name__}_init")(ctypes.byref(s))
     return s

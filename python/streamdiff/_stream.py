@@ -236,7 +236,6 @@ class Stream:
             _free(handle, self._started)
             self._callback = None  # the worker has been joined
 
-
     def __enter__(self) -> "Stream":
         return self
 
@@ -385,7 +384,8 @@ class Stream:
             raise InvalidArgument(f"img2img_f32: expected shape ({f}, {h}, {w}, 3), got {x.shape}")
         out = self._f32_output(out, x.shape)
         info = new_struct(sd_frame_info)
-        check(lib.sd_stream_img2img_f32(self.handle, _floats(x), _floats(out), ctypes.byref(info)))
+        check(lib.sd_stream_img2img_f32(self.handle, _floats(x), _floats(out), w, h,
+                                        ctypes.byref(info)))
         self.last_info = FrameInfo.from_c(info)
         return out
 
@@ -418,7 +418,7 @@ class Stream:
         f, h, w = self._frame_shape()
         out = self._f32_output(out, (f, h, w, 3))
         info = new_struct(sd_frame_info)
-        check(lib.sd_stream_txt2img_f32(self.handle, _floats(out), int(one_step_turbo),
+        check(lib.sd_stream_txt2img_f32(self.handle, _floats(out), w, h, int(one_step_turbo),
                                         ctypes.byref(info)))
         self.last_info = FrameInfo.from_c(info)
         return out
@@ -523,11 +523,6 @@ class Stream:
         info = new_struct(sd_frame_info)
         status = lib.sd_stream_poll(self.handle, ctypes.byref(view), timeout_ms,
                                     ctypes.byref(info))
-        if status == Status.CLOSED and timeout_ms >= 0:
-            # sd_stream_poll reports CLOSED when the worker is not running once its wait ended,
-            # which can be after a last output arrived; the worker has finished then, so one
-            # more poll that does not wait settles it.
-            status = lib.sd_stream_poll(self.handle, ctypes.byref(view), 0, ctypes.byref(info))
         if status in (Status.NOT_READY, Status.CLOSED):
             return None
         check(status)

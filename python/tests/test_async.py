@@ -101,7 +101,9 @@ def test_callback(
         assert np.array_equal(image, expected)
 
 
-def test_callback_error_is_raised_by_stop(model: streamdiff.Model, frames: list[np.ndarray]) -> None:
+def test_callback_error_is_raised_by_stop(
+    model: streamdiff.Model, frames: list[np.ndarray]
+) -> None:
     def fail(image: np.ndarray, info: streamdiff.FrameInfo) -> None:
         raise RuntimeError(f"callback failed on {info.tag}")
 

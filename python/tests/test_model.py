@@ -21,7 +21,7 @@ def test_library() -> None:
 def test_info(model: streamdiff.Model) -> None:
     info = model.info
     assert isinstance(info, streamdiff.ModelInfo)
-    assert info.family in ("sd1", "sd2")
+    assert info.family == "sd1"
     assert info.vae == "taesd"
     assert info.dtype == "f32"
     assert info.backend.startswith("cpu")
@@ -47,6 +47,11 @@ def test_bad_option() -> None:
     with pytest.raises(streamdiff.Error) as e:
         streamdiff.Model.load(MODEL, taesd=TAESD, dtype="f13")
     assert "f13" in str(e.value)
+
+
+def test_random_model_arch() -> None:
+    with pytest.raises(streamdiff.InvalidArgument, match="sd99"):
+        streamdiff.Model.random("sd99", taesd=TAESD)
 
 
 def test_loras_reach_the_library() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import tracemalloc
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -84,6 +86,7 @@ def test_other_input_size(stream: streamdiff.Stream, frames: list[np.ndarray]) -
     big = np.asarray(Image.fromarray(frames[0]).resize((128, 96)))
     assert stream.img2img(big).shape == (SIZE, SIZE, 3)
     assert stream.img2img(big[:40, :50]).shape == (SIZE, SIZE, 3)
+    assert stream.img2img(big[7:8]).shape == (SIZE, SIZE, 3)  # one row
 
 
 def test_out_reuse(model: streamdiff.Model, frames: list[np.ndarray]) -> None:
@@ -93,6 +96,15 @@ def test_out_reuse(model: streamdiff.Model, frames: list[np.ndarray]) -> None:
             result = s.img2img(frame, out=out)
             assert result is out
             assert np.array_equal(out, t.img2img(frame))
+        # Neither the input nor the output is copied or allocated (numpy reports its buffers
+        # to tracemalloc): what Python allocates per frame is far below one frame's pixels.
+        tracemalloc.start()
+        try:
+            s.img2img(frames[3], out=out)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < SIZE * SIZE * 3 // 2, peak
     # 4 channels: alpha 255; rows inside a bigger buffer.
     buffer = np.zeros((SIZE + 2, SIZE + 5, 4), np.uint8)
     rgba = buffer[1 : SIZE + 1, 2 : SIZE + 2]
@@ -230,6 +242,51 @@ def test_stats_and_reset(stream: streamdiff.Stream, frames: list[np.ndarray]) ->
     stream.reset()
     stream.img2img(frames[0])
     assert stream.stats["frames_out"] == 4
+
+
+# ---- threads ------------------------------------------------------------------------------------
+
+
+def test_streams_on_threads_share_a_model(
+    model: streamdiff.Model, frames: list[np.ndarray]
+) -> None:
+    with streamdiff.Stream(model, **STREAM_ARGS) as s:
+        expected = [s.img2img(frame) for frame in frames[:3]]
+    results: dict[int, list[np.ndarray]] = {}
+
+    def run(key: int) -> None:
+        with streamdiff.Stream(model, **STREAM_ARGS) as s:
+            results[key] = [s.img2img(frame) for frame in frames[:3]]
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for key in range(2):
+        assert all(np.array_equal(a, b) for a, b in zip(results[key], expected))
+
+
+def test_setters_while_frames_run(stream: streamdiff.Stream, frames: list[np.ndarray]) -> None:
+    done = threading.Event()
+
+    def change() -> None:
+        i = 0
+        while not done.is_set():
+            stream.set_prompt(f"prompt {i % 3}")
+            stream.set_seed(i % 5)
+            stream.set_guidance_scale(1.0 + (i % 4) / 10)
+            i += 1
+
+    changer = threading.Thread(target=change)
+    changer.start()
+    try:
+        for frame in frames:
+            assert stream.img2img(frame).shape == (SIZE, SIZE, 3)
+    finally:
+        done.set()
+        changer.join()
+    assert stream.stats["frames_out"] == len(frames)
 
 
 # ---- errors -------------------------------------------------------------------------------------

@@ -74,9 +74,9 @@ void AsyncWorker::run() {
       free_in_.push(std::move(*in));
       if (options_.on_output) {
         OmpThreadsGuard keep;  // the callback may use OpenMP with its own settings
-        options_.on_output(ImageView{out->pixels.data(), out->width, out->height, 0,
-                                     options_.output_format},
-                           out->info);
+        options_.on_output(
+            ImageView{out->pixels.data(), out->width, out->height, 0, options_.output_format},
+            out->info);
         free_out_.push(std::move(*out));
         continue;
       }
@@ -103,10 +103,23 @@ void AsyncWorker::fail(std::exception_ptr e) {
   in_.cancel();
 }
 
+std::optional<AsyncWorker::OutSlot> AsyncWorker::next_output(int timeout_ms) {
+  if (pending_) {
+    std::optional<OutSlot> p = std::move(pending_);
+    pending_.reset();
+    return p;
+  }
+  if (std::optional<OutSlot> o = timeout_ms < 0 ? out_.pop() : out_.pop_for(wait_of(timeout_ms)))
+    return o;
+  // The worker queues its last output before it counts as finished: once it has, a last look
+  // finds anything queued after the wait above gave up, so poll's false with running() false
+  // means that every output was delivered.
+  if (finished_) return out_.pop_for(std::chrono::milliseconds(0));
+  return std::nullopt;
+}
+
 bool AsyncWorker::poll(const MutableImageView& output, FrameInfo* info, int timeout_ms) {
-  std::optional<OutSlot> out = std::move(pending_);
-  pending_.reset();
-  if (!out) out = timeout_ms < 0 ? out_.pop() : out_.pop_for(wait_of(timeout_ms));
+  std::optional<OutSlot> out = next_output(timeout_ms);
   if (!out) return false;
   try {
     check_view(output, out->width, out->height, "poll output");

@@ -53,6 +53,7 @@ class AsyncWorker {
   };
   void run();
   void fail(std::exception_ptr e);
+  std::optional<OutSlot> next_output(int timeout_ms);  // pending_, else the queue
 
   Stream::Impl& stream_;
   AsyncOptions options_;

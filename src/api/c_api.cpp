@@ -122,8 +122,8 @@ streamdiff::ModelOptions model_options(const sd_model_options* o) {
   if (!o) return m;
   check_struct(o, "sd_model_options");
   m.taesd = str(o->taesd);
-  require(o->lora_count == 0 || o->loras != nullptr, "sd_model_options: lora_count ",
-          o->lora_count, " with a null loras array");
+  require(o->lora_count == 0 || o->loras != nullptr, "sd_model_options: lora_count ", o->lora_count,
+          " with a null loras array");
   for (size_t i = 0; i < o->lora_count; ++i) {
     require(o->loras[i].path != nullptr, "sd_model_options: LoRA ", i, " has a null path");
     m.loras.push_back({o->loras[i].path, o->loras[i].scale});
@@ -254,6 +254,12 @@ sd_status sd_model_free(sd_model* model) {
     remove_handle(model, Kind::Model);
     delete model;
   });
+}
+
+void sd_model_info_init(sd_model_info* info) {
+  if (!info) return;
+  *info = sd_model_info{};
+  info->struct_size = sizeof(sd_model_info);
 }
 
 // ---- streams --------------------------------------------------------------------------------
@@ -463,31 +469,38 @@ sd_status sd_stream_img2img_batch(sd_stream* stream, const sd_image* inputs,
   });
 }
 
-sd_status sd_stream_img2img_f32(sd_stream* stream, const float* input, float* output,
-                                sd_frame_info* info) {
+sd_status sd_stream_img2img_f32(sd_stream* stream, const float* input, float* output, int32_t width,
+                                int32_t height, sd_frame_info* info) {
   return c_call([&] {
     streamdiff::Stream& s = stream_of(stream);
     if (info) check_struct(info, "sd_frame_info");
-    fill_frame_info(s.img2img_f32(input, output), info);
+    fill_frame_info(s.img2img_f32(input, output, width, height), info);
   });
 }
 
 sd_status sd_stream_txt2img(sd_stream* stream, const sd_image_out* output, int32_t one_step_turbo,
                             sd_frame_info* info) {
+  return sd_stream_txt2img_batch(stream, output, 1, one_step_turbo, info);
+}
+
+sd_status sd_stream_txt2img_batch(sd_stream* stream, const sd_image_out* outputs, size_t count,
+                                  int32_t one_step_turbo, sd_frame_info* info) {
   return c_call([&] {
     streamdiff::Stream& s = stream_of(stream);
+    require(outputs != nullptr && count >= 1, "sd_stream_txt2img: no outputs (null or count 0)");
     if (info) check_struct(info, "sd_frame_info");
-    const streamdiff::MutableImageView out = view_of(output, "output");
-    fill_frame_info(s.txt2img(out, one_step_turbo != 0), info);
+    std::vector<streamdiff::MutableImageView> out;
+    for (size_t i = 0; i < count; ++i) out.push_back(view_of(&outputs[i], "output"));
+    fill_frame_info(s.txt2img(out.data(), count, one_step_turbo != 0), info);
   });
 }
 
-sd_status sd_stream_txt2img_f32(sd_stream* stream, float* output, int32_t one_step_turbo,
-                                sd_frame_info* info) {
+sd_status sd_stream_txt2img_f32(sd_stream* stream, float* output, int32_t width, int32_t height,
+                                int32_t one_step_turbo, sd_frame_info* info) {
   return c_call([&] {
     streamdiff::Stream& s = stream_of(stream);
     if (info) check_struct(info, "sd_frame_info");
-    fill_frame_info(s.txt2img_f32(output, one_step_turbo != 0), info);
+    fill_frame_info(s.txt2img_f32(output, width, height, one_step_turbo != 0), info);
   });
 }
 
@@ -506,8 +519,7 @@ sd_status sd_stream_start(sd_stream* stream, const sd_async_options* options) {
       if (options->callback) {
         const sd_output_callback cb = options->callback;
         void* user = options->user_data;
-        a.on_output = [cb, user](const streamdiff::ImageView& out,
-                                 const streamdiff::FrameInfo& f) {
+        a.on_output = [cb, user](const streamdiff::ImageView& out, const streamdiff::FrameInfo& f) {
           const sd_image img{out.data, out.width, out.height, out.stride,
                              sd_pixel_format(int(out.format))};
           sd_frame_info info;

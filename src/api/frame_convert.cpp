@@ -22,8 +22,7 @@ template <typename View>
 void check_common(const View& v, const char* what) {
   require(known(v.format), what, ": unknown pixel format ", int(v.format));
   require(v.data != nullptr, what, ": no pixel data (null pointer)");
-  require(v.width > 0 && v.height > 0, what, ": size ", v.width, "x", v.height,
-          " is not positive");
+  require(v.width > 0 && v.height > 0, what, ": size ", v.width, "x", v.height, " is not positive");
   require(v.stride == 0 || v.stride >= row_bytes(v.width, v.format), what, ": stride ", v.stride,
           " is shorter than a row of ", v.width, " pixels (", row_bytes(v.width, v.format),
           " bytes)");

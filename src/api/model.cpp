@@ -32,7 +32,8 @@ void progress(const ModelOptions& o, const std::string& line) {
 
 void require_file(const std::string& path, const char* what) {
   std::error_code ec;
-  if (!fs::exists(path, ec)) throw Error(Status::Io, std::string(what) + " '" + path + "' does not exist");
+  if (!fs::exists(path, ec))
+    throw Error(Status::Io, std::string(what) + " '" + path + "' does not exist");
 }
 
 void fuse_loras(const ModelOptions& o, Model::Impl& m) {
@@ -45,8 +46,8 @@ void fuse_loras(const ModelOptions& o, Model::Impl& m) {
     std::string line = sd::detail::concat(spec.path, " (scale ", spec.scale, "): ", r.unet_layers,
                                           " UNet and ", r.text_layers, " text-encoder weights");
     if (!r.unmatched.empty())
-      line += sd::detail::concat("; ", r.unmatched.size(), " layers matched no weight (first: ",
-                                 r.unmatched.front(), ")");
+      line += sd::detail::concat("; ", r.unmatched.size(),
+                                 " layers matched no weight (first: ", r.unmatched.front(), ")");
     m.info.loras.push_back(line);
     progress(o, sd::detail::concat("fused LoRA ", line, " in ", std::lround(ms_since(t0)), " ms"));
   }
@@ -68,9 +69,8 @@ void load_codec(const std::string& path, const ModelOptions& o, const sd::LdmChe
   if (!o.taesd.empty()) {
     progress(o, "loading TAESD " + o.taesd);
     m.taesd = sd::Taesd::load(o.taesd, *m.backend);
-    require(m.taesd->has_encoder() && m.taesd->has_decoder(), "TAESD '", o.taesd,
-            "' has only its ", m.taesd->has_encoder() ? "encoder" : "decoder",
-            " (a stream needs both halves)");
+    require(m.taesd->has_encoder() && m.taesd->has_decoder(), "TAESD '", o.taesd, "' has only its ",
+            m.taesd->has_encoder() ? "encoder" : "decoder", " (a stream needs both halves)");
     m.codec = std::make_unique<sd::TaesdCodec>(*m.taesd);
     return;
   }
@@ -138,8 +138,9 @@ Model Model::load(const std::string& path, const ModelOptions& options) {
                                     "text_encoder/, tokenizer/) nor a single-file .safetensors "
                                     "checkpoint");
       if (options.taesd.empty() && !fs::is_directory(fs::path(path) / "vae", ec))
-        throw Error(Status::InvalidArgument,
-                    "'" + path + "' has no vae/ folder: give a TAESD (ModelOptions::taesd, --taesd)");
+        throw Error(
+            Status::InvalidArgument,
+            "'" + path + "' has no vae/ folder: give a TAESD (ModelOptions::taesd, --taesd)");
     }
     auto m = std::make_shared<Impl>();
     m->backend = detail::make_backend_for(options, &m->threads);

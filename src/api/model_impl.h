@@ -34,6 +34,11 @@ struct Model::Impl {
   int latent_downscale() const { return codec->downscale(); }
 };
 
+// The library's access to a Model's parts (Stream, and the tests and benchmarks of the engine).
+struct ModelAccess {
+  static const std::shared_ptr<Model::Impl>& impl(const Model& m) { return m.impl_; }
+};
+
 namespace detail {
 
 // Checks `options` (device, dtype, threads, files named) before anything is loaded.

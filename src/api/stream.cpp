@@ -116,10 +116,10 @@ FrameInfo Stream::img2img(const ImageView* inputs, const MutableImageView* outpu
   return guarded(Status::Internal, [&] { return s.img2img(inputs, outputs, count); });
 }
 
-FrameInfo Stream::img2img_f32(const float* input, float* output) {
+FrameInfo Stream::img2img_f32(const float* input, float* output, int width, int height) {
   Impl& s = live(impl_);
   require(!s.worker_running(), "img2img_f32: the stream is in asynchronous mode (stop() it first)");
-  return guarded(Status::Internal, [&] { return s.img2img_f32(input, output); });
+  return guarded(Status::Internal, [&] { return s.img2img_f32(input, output, width, height); });
 }
 
 FrameInfo Stream::txt2img(const MutableImageView& output, bool one_step_turbo) {
@@ -132,10 +132,11 @@ FrameInfo Stream::txt2img(const MutableImageView* outputs, size_t count, bool on
   return guarded(Status::Internal, [&] { return s.txt2img(outputs, count, one_step_turbo); });
 }
 
-FrameInfo Stream::txt2img_f32(float* output, bool one_step_turbo) {
+FrameInfo Stream::txt2img_f32(float* output, int width, int height, bool one_step_turbo) {
   Impl& s = live(impl_);
   require(!s.worker_running(), "txt2img_f32: the stream is in asynchronous mode (stop() it first)");
-  return guarded(Status::Internal, [&] { return s.txt2img_f32(output, one_step_turbo); });
+  return guarded(Status::Internal,
+                 [&] { return s.txt2img_f32(output, width, height, one_step_turbo); });
 }
 
 void Stream::start(const AsyncOptions& options) {

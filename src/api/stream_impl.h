@@ -16,8 +16,8 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -78,9 +78,9 @@ struct Stream::Impl {
 
   // ---- frames (the frame thread) ----
   FrameInfo img2img(const ImageView* in, const MutableImageView* out, size_t count);
-  FrameInfo img2img_f32(const float* in, float* out);
+  FrameInfo img2img_f32(const float* in, float* out, int width, int height);
   FrameInfo txt2img(const MutableImageView* out, size_t count, bool turbo);
-  FrameInfo txt2img_f32(float* out, bool turbo);
+  FrameInfo txt2img_f32(float* out, int width, int height, bool turbo);
   // One frame of the asynchronous worker: `in` -> `out` (sized here to the stream's frames).
   FrameInfo img2img_async(const ImageView& in, std::chrono::steady_clock::time_point submitted,
                           int64_t tag, std::vector<uint8_t>& out, int& width, int& height,
@@ -103,6 +103,10 @@ struct Stream::Impl {
   void compute_embeddings(const detail::Desired& d);
   // Runs img2img on the plan's input buffer (filled by the caller): warm-up, filter, model.
   sd::Tensor run_img2img(detail::Plan& p, FrameInfo& info);
+  // txt2img on the active plan (the checks of one_step_turbo's needs first).
+  sd::Tensor run_txt2img(detail::Plan& p, bool turbo, FrameInfo& info);
+  // The active plan after sync(); throws InvalidArgument unless its frames are width x height.
+  detail::Plan& plan_for(int width, int height, const char* what);
   // Latency, index and statistics of a finished frame; async frames also get their tag.
   void record(FrameInfo& info, std::chrono::steady_clock::time_point started, bool async_frame,
               int64_t tag);

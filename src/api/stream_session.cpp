@@ -142,14 +142,15 @@ void validate(const Desired& d, const Model::Impl& model) {
           c.similarity_max_skip);
   if (!d.prompts.empty())
     check_blend("prompt blend", d.prompts.size(), weights_of(d.prompts), d.prompt_blend);
-  if (!d.seeds.empty()) check_blend("seed blend", d.seeds.size(), weights_of(d.seeds), d.seed_blend);
+  if (!d.seeds.empty())
+    check_blend("seed blend", d.seeds.size(), weights_of(d.seeds), d.seed_blend);
 }
 
 }  // namespace detail
 
 // ---- construction and settings ------------------------------------------------------------
 
-Stream::Impl::Impl(const Model& m, const StreamConfig& config) : model(m.impl_) {
+Stream::Impl::Impl(const Model& m, const StreamConfig& config) : model(ModelAccess::impl(m)) {
   require(model != nullptr, "stream: the model is empty (moved from)");
   desired_.cfg = config;
   detail::validate(desired_, *model);
@@ -375,12 +376,31 @@ FrameInfo Stream::Impl::img2img(const ImageView* in, const MutableImageView* out
   return info;
 }
 
-FrameInfo Stream::Impl::img2img_f32(const float* in, float* out) {
+Plan& Stream::Impl::plan_for(int width, int height, const char* what) {
+  sync();
+  const sd::StreamSettings& s = active_->stream->settings();
+  require(width == s.width && height == s.height, what, ": buffers of ", width, "x", height,
+          ", the stream's frames are ", s.width, "x", s.height);
+  return *active_;
+}
+
+sd::Tensor Stream::Impl::run_txt2img(Plan& p, bool turbo, FrameInfo& info) {
+  const sd::StreamSettings& s = p.stream->settings();
+  require(!turbo || (s.t_index_list.size() == 1 &&
+                     (s.cfg_type == sd::CfgType::None || s.guidance_scale <= 1.f)),
+          "txt2img one_step_turbo needs one t_index (got ", s.t_index_list.size(),
+          ") and no guidance (cfg_type none or guidance_scale <= 1)");
+  sd::Tensor y = turbo ? p.stream->txt2img_sd_turbo() : p.stream->txt2img();
+  const sd::StageTimings& t = p.stream->last_timings();
+  info.encode_ms = t.encode_ms, info.unet_ms = t.unet_ms, info.decode_ms = t.decode_ms;
+  return y;
+}
+
+FrameInfo Stream::Impl::img2img_f32(const float* in, float* out, int width, int height) {
   require(in != nullptr && out != nullptr, "img2img_f32: null input or output");
   const auto started = Clock::now();
   std::lock_guard<std::mutex> exec(model->exec);
-  sync();
-  Plan& p = *active_;
+  Plan& p = plan_for(width, height, "img2img_f32");
   const sd::Tensor& buf = p.stream->input_buffer();
   float* dst = buf.data_as<float>();
   for (int64_t i = 0; i < buf.numel(); ++i) dst[i] = 2.f * in[i] - 1.f;
@@ -391,15 +411,17 @@ FrameInfo Stream::Impl::img2img_f32(const float* in, float* out) {
   return info;
 }
 
-FrameInfo Stream::Impl::img2img_async(const ImageView& in, Clock::time_point submitted,
-                                      int64_t tag, std::vector<uint8_t>& out, int& width,
-                                      int& height, PixelFormat format) {
+FrameInfo Stream::Impl::img2img_async(const ImageView& in, Clock::time_point submitted, int64_t tag,
+                                      std::vector<uint8_t>& out, int& width, int& height,
+                                      PixelFormat format) {
   std::lock_guard<std::mutex> exec(model->exec);
   sync();
   Plan& p = *active_;
   const sd::StreamSettings& s = p.stream->settings();
-  require(s.frame_buffer_size == 1, "submit: the asynchronous mode takes one frame per call "
-                                    "(frame_buffer_size is ", s.frame_buffer_size, ")");
+  require(s.frame_buffer_size == 1,
+          "submit: the asynchronous mode takes one frame per call "
+          "(frame_buffer_size is ",
+          s.frame_buffer_size, ")");
   converter_.convert(in, s.width, s.height, p.stream->input_buffer().data_as<float>());
   FrameInfo info;
   const sd::Tensor y = run_img2img(p, info);
@@ -420,26 +442,24 @@ FrameInfo Stream::Impl::txt2img(const MutableImageView* out, size_t count, bool 
   const sd::StreamSettings& s = p.stream->settings();
   require(count == size_t(s.frame_buffer_size), "txt2img: ", count,
           " outputs given, frame_buffer_size is ", s.frame_buffer_size);
-  for (size_t i = 0; i < count; ++i) detail::check_view(out[i], s.width, s.height, "txt2img output");
-  const sd::Tensor& y = turbo ? p.stream->txt2img_sd_turbo() : p.stream->txt2img();
+  for (size_t i = 0; i < count; ++i)
+    detail::check_view(out[i], s.width, s.height, "txt2img output");
+  FrameInfo info;
+  const sd::Tensor y = run_txt2img(p, turbo, info);
   const int64_t frame = int64_t(s.width) * s.height * 3;
   for (size_t i = 0; i < count; ++i) detail::write_output(y.data_as<float>() + i * frame, out[i]);
-  FrameInfo info;
-  const sd::StageTimings& t = p.stream->last_timings();
-  info.encode_ms = t.encode_ms, info.unet_ms = t.unet_ms, info.decode_ms = t.decode_ms;
   record(info, started, false, -1);
   return info;
 }
 
-FrameInfo Stream::Impl::txt2img_f32(float* out, bool turbo) {
+FrameInfo Stream::Impl::txt2img_f32(float* out, int width, int height, bool turbo) {
   require(out != nullptr, "txt2img_f32: null output");
   const auto started = Clock::now();
   std::lock_guard<std::mutex> exec(model->exec);
-  sync();
-  Plan& p = *active_;
-  const sd::Tensor& y = turbo ? p.stream->txt2img_sd_turbo() : p.stream->txt2img();
-  std::memcpy(out, y.data(), y.nbytes());
+  Plan& p = plan_for(width, height, "txt2img_f32");
   FrameInfo info;
+  const sd::Tensor y = run_txt2img(p, turbo, info);
+  std::memcpy(out, y.data(), y.nbytes());
   record(info, started, false, -1);
   return info;
 }

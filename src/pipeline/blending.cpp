@@ -10,8 +10,8 @@ std::vector<float> normalized_weights(const std::vector<float>& weights, const c
   SD_CHECK(!weights.empty(), what, ": no entries to blend");
   double sum = 0;
   for (size_t i = 0; i < weights.size(); ++i) {
-    SD_CHECK(std::isfinite(weights[i]) && weights[i] >= 0, what, ": weight ", i, " is ",
-             weights[i], " (weights must be finite and >= 0)");
+    SD_CHECK(std::isfinite(weights[i]) && weights[i] >= 0, what, ": weight ", i, " is ", weights[i],
+             " (weights must be finite and >= 0)");
     sum += weights[i];
   }
   SD_CHECK(sum > 0, what, ": the weights sum to 0");

@@ -31,7 +31,8 @@ std::string builtin_clip_merges() {
   z_stream zs{};
   SD_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "CLIP tokenizer: zlib inflateInit2 failed");
   zs.next_in = const_cast<Bytef*>(streamdiff_internal_clip_bpe_gz_begin);
-  zs.avail_in = static_cast<uInt>(streamdiff_internal_clip_bpe_gz_end - streamdiff_internal_clip_bpe_gz_begin);
+  zs.avail_in = static_cast<uInt>(streamdiff_internal_clip_bpe_gz_end -
+                                  streamdiff_internal_clip_bpe_gz_begin);
   std::string out;
   int rc = Z_OK;
   while (rc == Z_OK) {
