@@ -48,20 +48,6 @@ void min_median(std::vector<double> v, double* min, double* median) {
   *median = v[v.size() / 2];
 }
 
-streamdiff::Image test_card(int w, int h) {
-  streamdiff::Image img;
-  img.width = w, img.height = h;
-  img.rgb.resize(size_t(w) * size_t(h) * 3);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) {
-      uint8_t* p = &img.rgb[(size_t(y) * size_t(w) + size_t(x)) * 3];
-      p[0] = uint8_t(255 * x / std::max(1, w - 1));
-      p[1] = uint8_t(255 * y / std::max(1, h - 1));
-      p[2] = ((x / 16 + y / 16) % 2) ? 200 : 40;
-    }
-  return img;
-}
-
 }  // namespace
 
 SD_BENCH("api") {
@@ -87,7 +73,7 @@ SD_BENCH("api") {
   c.cfg_type = CfgType::None;
   c.prompt = "an oil painting";
   Stream api(model, c);
-  const Image in = test_card(size, size);
+  const Image in = resize_cover(read_image(SD_DATA_DIR "/images/portrait.png"), size, size);
   Image out = in;
   api.img2img(in.view(), out.mutable_view());
   api.img2img(in.view(), out.mutable_view());

@@ -43,6 +43,21 @@ def hash_uniform(name, scale, offset, n, chunk=1 << 22):
     return out
 
 
+def clip_hash_param(name, shape):
+    """ClipTextModel::hash_param (src/models/clip_text.cpp): the deterministic random value of
+    CLIP text-encoder parameter `name`, scale and offset by the kind of parameter; float32 array."""
+    if "norm" in name and name.endswith(".weight"):
+        scale, offset = 0.1, 1.0
+    elif name.endswith(".bias"):
+        scale, offset = 0.02, 0.0
+    elif "embedding" in name:
+        scale, offset = 0.05, 0.0
+    else:
+        assert len(shape) == 2, (name, shape)
+        scale, offset = float(np.float32(1.0 / np.sqrt(float(shape[1])))), 0.0
+    return hash_uniform(name, scale, offset, int(np.prod(shape))).reshape(shape)
+
+
 if __name__ == "__main__":
     for name, scale, offset in [("", 1.0, 0.0), ("a", 0.5, 1.0),
                                 ("text_model.encoder.layers.0.mlp.fc1.weight", 0.036084, 0.0)]:

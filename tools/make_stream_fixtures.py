@@ -34,7 +34,6 @@ import math
 import os
 import sys
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -44,7 +43,7 @@ FIX = os.path.join(ROOT, "tests", "fixtures")
 OUT = os.path.join(FIX, "stream")
 sys.path.insert(0, HERE)
 
-from hash_random import hash_uniform  # noqa: E402
+from hash_random import clip_hash_param  # noqa: E402
 
 torch.cuda.Event = lambda *a, **k: type("E", (), {"record": lambda s: None,
                                                    "elapsed_time": lambda s, o: 0.0})()
@@ -103,16 +102,8 @@ def nhwc(t):
 # ---- models -------------------------------------------------------------------------------------
 
 def hash_param(name, shape):
-    """ClipTextModel::hash_param's rule."""
-    if "norm" in name and name.endswith(".weight"):
-        scale, offset = 0.1, 1.0
-    elif name.endswith(".bias"):
-        scale, offset = 0.02, 0.0
-    elif "embedding" in name:
-        scale, offset = 0.05, 0.0
-    else:
-        scale, offset = float(np.float32(1.0 / math.sqrt(shape[1]))), 0.0
-    return torch.from_numpy(hash_uniform(name, scale, offset, int(np.prod(shape))).reshape(shape))
+    """ClipTextModel::hash_param's rule, as a torch tensor."""
+    return torch.from_numpy(clip_hash_param(name, shape))
 
 
 def text_encoder(config):

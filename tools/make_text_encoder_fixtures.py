@@ -24,15 +24,13 @@ the token ids as JSON in the metadata key "input_ids" (and the prompt in "prompt
 
 import argparse
 import json
-import math
 import os
 import sys
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hash_random import hash_uniform  # noqa: E402
+from hash_random import clip_hash_param  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "clip_text")
@@ -58,18 +56,8 @@ PROMPTS = {
 
 
 def hash_param(name, shape):
-    """Same rule as ClipTextModel::hash_param."""
-    if "norm" in name and name.endswith(".weight"):
-        scale, offset = 0.1, 1.0
-    elif name.endswith(".bias"):
-        scale, offset = 0.02, 0.0
-    elif "embedding" in name:
-        scale, offset = 0.05, 0.0
-    else:
-        assert len(shape) == 2, (name, shape)
-        scale, offset = float(np.float32(1.0 / math.sqrt(shape[1]))), 0.0
-    n = int(np.prod(shape))
-    return torch.from_numpy(hash_uniform(name, scale, offset, n).reshape(shape))
+    """Same rule as ClipTextModel::hash_param, as a torch tensor."""
+    return torch.from_numpy(clip_hash_param(name, shape))
 
 
 def file_names(model):

@@ -19,7 +19,7 @@ import struct
 
 import numpy as np
 
-from hash_random import hash_uniform
+from hash_random import clip_hash_param
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 OUT = os.path.join(ROOT, "tiny_sd")
@@ -30,20 +30,6 @@ CONFIG = {
     "num_attention_heads": 2, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
     "layer_norm_eps": 1e-05, "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407,
 }
-
-
-def hash_param(name, shape):
-    """ClipTextModel::hash_param: the scale/offset rules by parameter name."""
-    if "norm" in name and name.endswith(".weight"):
-        scale, offset = 0.1, 1.0
-    elif name.endswith(".bias"):
-        scale, offset = 0.02, 0.0
-    elif "embedding" in name:
-        scale, offset = 0.05, 0.0
-    else:
-        scale, offset = float(np.float32(1.0 / np.sqrt(float(shape[1])))), 0.0
-    n = int(np.prod(shape))
-    return hash_uniform(name, scale, offset, n).reshape(shape)
 
 
 def write_safetensors(path, tensors, metadata):
@@ -83,7 +69,7 @@ def main():
         t[l + "mlp.fc2.bias"] = (w,)
     t["text_model.final_layer_norm.weight"] = (w,)
     t["text_model.final_layer_norm.bias"] = (w,)
-    tensors = {name: hash_param(name, shape) for name, shape in t.items()}
+    tensors = {name: clip_hash_param(name, shape) for name, shape in t.items()}
 
     te = os.path.join(OUT, "text_encoder")
     os.makedirs(te, exist_ok=True)

@@ -54,13 +54,7 @@ class sd_image(Structure):
 
 
 class sd_image_out(Structure):
-    _fields_ = [
-        ("data", POINTER(c_uint8)),
-        ("width", c_int32),
-        ("height", c_int32),
-        ("stride", c_size_t),
-        ("format", c_enum),
-    ]
+    _fields_ = sd_image._fields_  # the same layout; the library writes through `data`
 
 
 class sd_lora(Structure):

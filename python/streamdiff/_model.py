@@ -92,15 +92,13 @@ class Model:
         cls,
         arch: str,
         taesd: PathLike,
-        loras: Iterable[LoraLike] = (),
         device: str = "cpu",
         dtype: str = "auto",
         threads: int = 0,
-        lora_allow_unmatched: bool = False,
     ) -> "Model":
         """A model with deterministic random weights of a full-size architecture ("sd15" or
         "sd21"), for benchmarks and tests without downloads; taesd (the VAE) is required."""
-        options = _options(taesd, loras, device, dtype, threads, lora_allow_unmatched)
+        options = _options(taesd, (), device, dtype, threads, False)
         handle = ctypes.c_void_p()
         check(lib.sd_model_random(arch.encode(), ctypes.byref(options), ctypes.byref(handle)))
         return cls(handle)

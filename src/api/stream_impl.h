@@ -105,8 +105,12 @@ struct Stream::Impl {
   sd::Tensor run_img2img(detail::Plan& p, FrameInfo& info);
   // txt2img on the active plan (the checks of one_step_turbo's needs first).
   sd::Tensor run_txt2img(detail::Plan& p, bool turbo, FrameInfo& info);
-  // The active plan after sync(); throws InvalidArgument unless its frames are width x height.
+  // The active plan after sync(); throws InvalidArgument unless the caller's `count` outputs (or
+  // f32 buffers of width x height) fit its frames.
+  detail::Plan& plan_for(const MutableImageView* out, size_t count, const char* what);
   detail::Plan& plan_for(int width, int height, const char* what);
+  void write_outputs(const detail::Plan& p, const sd::Tensor& y, const MutableImageView* out,
+                     size_t count);
   // Latency, index and statistics of a finished frame; async frames also get their tag.
   void record(FrameInfo& info, std::chrono::steady_clock::time_point started, bool async_frame,
               int64_t tag);

@@ -353,27 +353,14 @@ void Stream::Impl::record(FrameInfo& info, Clock::time_point started, bool async
   latency_.add(info.latency_ms);
 }
 
-FrameInfo Stream::Impl::img2img(const ImageView* in, const MutableImageView* out, size_t count) {
-  require(in != nullptr && out != nullptr, "img2img: null input or output array");
-  const auto started = Clock::now();
-  std::lock_guard<std::mutex> exec(model->exec);
+Plan& Stream::Impl::plan_for(const MutableImageView* out, size_t count, const char* what) {
+  require(out != nullptr, what, ": null output array");
   sync();
-  Plan& p = *active_;
-  const sd::StreamSettings& s = p.stream->settings();
-  require(count == size_t(s.frame_buffer_size), "img2img: ", count,
-          " frames given, frame_buffer_size is ", s.frame_buffer_size);
-  for (size_t i = 0; i < count; ++i) {
-    detail::check_view(in[i], "img2img input");
-    detail::check_view(out[i], s.width, s.height, "img2img output");
-  }
-  const int64_t frame = int64_t(s.width) * s.height * 3;
-  float* buf = p.stream->input_buffer().data_as<float>();
-  for (size_t i = 0; i < count; ++i) converter_.convert(in[i], s.width, s.height, buf + i * frame);
-  FrameInfo info;
-  const sd::Tensor y = run_img2img(p, info);
-  for (size_t i = 0; i < count; ++i) detail::write_output(y.data_as<float>() + i * frame, out[i]);
-  record(info, started, false, -1);
-  return info;
+  const sd::StreamSettings& s = active_->stream->settings();
+  require(count == size_t(s.frame_buffer_size), what, ": ", count,
+          " outputs given, frame_buffer_size is ", s.frame_buffer_size);
+  for (size_t i = 0; i < count; ++i) detail::check_view(out[i], s.width, s.height, what);
+  return *active_;
 }
 
 Plan& Stream::Impl::plan_for(int width, int height, const char* what) {
@@ -382,6 +369,29 @@ Plan& Stream::Impl::plan_for(int width, int height, const char* what) {
   require(width == s.width && height == s.height, what, ": buffers of ", width, "x", height,
           ", the stream's frames are ", s.width, "x", s.height);
   return *active_;
+}
+
+void Stream::Impl::write_outputs(const Plan& p, const sd::Tensor& y, const MutableImageView* out,
+                                 size_t count) {
+  const sd::StreamSettings& s = p.stream->settings();
+  const int64_t frame = int64_t(s.width) * s.height * 3;
+  for (size_t i = 0; i < count; ++i) detail::write_output(y.data_as<float>() + i * frame, out[i]);
+}
+
+FrameInfo Stream::Impl::img2img(const ImageView* in, const MutableImageView* out, size_t count) {
+  require(in != nullptr, "img2img: null input array");
+  const auto started = Clock::now();
+  std::lock_guard<std::mutex> exec(model->exec);
+  Plan& p = plan_for(out, count, "img2img output");
+  const sd::StreamSettings& s = p.stream->settings();
+  for (size_t i = 0; i < count; ++i) detail::check_view(in[i], "img2img input");
+  const int64_t frame = int64_t(s.width) * s.height * 3;
+  float* buf = p.stream->input_buffer().data_as<float>();
+  for (size_t i = 0; i < count; ++i) converter_.convert(in[i], s.width, s.height, buf + i * frame);
+  FrameInfo info;
+  write_outputs(p, run_img2img(p, info), out, count);
+  record(info, started, false, -1);
+  return info;
 }
 
 sd::Tensor Stream::Impl::run_txt2img(Plan& p, bool turbo, FrameInfo& info) {
@@ -434,20 +444,11 @@ FrameInfo Stream::Impl::img2img_async(const ImageView& in, Clock::time_point sub
 }
 
 FrameInfo Stream::Impl::txt2img(const MutableImageView* out, size_t count, bool turbo) {
-  require(out != nullptr, "txt2img: null output array");
   const auto started = Clock::now();
   std::lock_guard<std::mutex> exec(model->exec);
-  sync();
-  Plan& p = *active_;
-  const sd::StreamSettings& s = p.stream->settings();
-  require(count == size_t(s.frame_buffer_size), "txt2img: ", count,
-          " outputs given, frame_buffer_size is ", s.frame_buffer_size);
-  for (size_t i = 0; i < count; ++i)
-    detail::check_view(out[i], s.width, s.height, "txt2img output");
+  Plan& p = plan_for(out, count, "txt2img output");
   FrameInfo info;
-  const sd::Tensor y = run_txt2img(p, turbo, info);
-  const int64_t frame = int64_t(s.width) * s.height * 3;
-  for (size_t i = 0; i < count; ++i) detail::write_output(y.data_as<float>() + i * frame, out[i]);
+  write_outputs(p, run_txt2img(p, turbo, info), out, count);
   record(info, started, false, -1);
   return info;
 }
