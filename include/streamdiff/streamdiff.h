@@ -21,7 +21,11 @@
  * frame calls must not run concurrently; its setters may be called from any thread.
  *
  * Structs with a struct_size field are versioned: call the *_init function first, which sets
- * struct_size and the defaults; later versions only append fields. */
+ * struct_size and the defaults; later versions only append fields.
+ *
+ * Enumerations: each has *_RANGE_MIN_ / *_RANGE_MAX_ members (not values to use) so that it is
+ * 32 bits wide and any int a caller passes is a valid value of it, which the library then checks
+ * and refuses by name (SD_ERR_INVALID_ARGUMENT) when it is not one of the listed ones. */
 #ifndef STREAMDIFF_H_
 #define STREAMDIFF_H_
 
@@ -44,24 +48,42 @@ typedef enum sd_status {
   SD_ERR_OUT_OF_MEMORY = 5,
   SD_ERR_NOT_READY = 6, /* sd_stream_poll: no output within the time given */
   SD_ERR_CLOSED = 7,    /* the stream's asynchronous worker is not running */
-  SD_ERR_INTERNAL = 8
+  SD_ERR_INTERNAL = 8,
+  SD_STATUS_RANGE_MIN_ = -0x7FFFFFFF - 1, /* (see "Enumerations" above) */
+  SD_STATUS_RANGE_MAX_ = 0x7FFFFFFF
 } sd_status;
 
 typedef enum sd_pixel_format {
   SD_PIXEL_RGB8 = 0,
   SD_PIXEL_BGR8 = 1,
   SD_PIXEL_RGBA8 = 2,
-  SD_PIXEL_BGRA8 = 3
+  SD_PIXEL_BGRA8 = 3,
+  SD_PIXEL_RANGE_MIN_ = -0x7FFFFFFF - 1,
+  SD_PIXEL_RANGE_MAX_ = 0x7FFFFFFF
 } sd_pixel_format;
 
 typedef enum sd_cfg_type {
   SD_CFG_NONE = 0,
   SD_CFG_FULL = 1,
   SD_CFG_SELF = 2,
-  SD_CFG_INITIALIZE = 3
+  SD_CFG_INITIALIZE = 3,
+  SD_CFG_RANGE_MIN_ = -0x7FFFFFFF - 1,
+  SD_CFG_RANGE_MAX_ = 0x7FFFFFFF
 } sd_cfg_type;
-typedef enum sd_blend { SD_BLEND_LINEAR = 0, SD_BLEND_SLERP = 1 } sd_blend;
-typedef enum sd_queue_policy { SD_QUEUE_BLOCK = 0, SD_QUEUE_DROP_OLDEST = 1 } sd_queue_policy;
+
+typedef enum sd_blend {
+  SD_BLEND_LINEAR = 0,
+  SD_BLEND_SLERP = 1,
+  SD_BLEND_RANGE_MIN_ = -0x7FFFFFFF - 1,
+  SD_BLEND_RANGE_MAX_ = 0x7FFFFFFF
+} sd_blend;
+
+typedef enum sd_queue_policy {
+  SD_QUEUE_BLOCK = 0,
+  SD_QUEUE_DROP_OLDEST = 1,
+  SD_QUEUE_RANGE_MIN_ = -0x7FFFFFFF - 1,
+  SD_QUEUE_RANGE_MAX_ = 0x7FFFFFFF
+} sd_queue_policy;
 
 /* Pixels: row y at data + y * stride (stride 0: packed rows). Inputs may have any size (scaled
  * to cover the stream's size and centre-cropped); outputs must have the stream's size. */
