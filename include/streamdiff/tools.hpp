@@ -20,8 +20,8 @@ struct TensorF32 {
   std::vector<float> data;
 };
 
-// safetensors files: write (atomically: a temporary file renamed into place) and read, any
-// stored dtype converted to f32.
+// safetensors files: write (atomically: a temporary file renamed into place) and read, stored
+// f32, f16 or bf16 converted to f32 (another dtype is an error naming the tensor).
 STREAMDIFF_API void save_tensors(const std::string& path,
                                  const std::map<std::string, TensorF32>& tensors,
                                  const std::map<std::string, std::string>& metadata = {});

@@ -4,10 +4,7 @@
 // InvalidArgument, failures while computing Internal.
 #include "streamdiff/tools.hpp"
 
-#include <bit>
 #include <cmath>
-#include <cstring>
-#include <fstream>
 #include <limits>
 #include <utility>
 
@@ -70,71 +67,6 @@ TensorF32 to_public(const sd::Tensor& t) {
   return out;
 }
 
-// One stored value of type T (little-endian, as safetensors and the host are) as a float.
-static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
-template <typename T>
-float value_of(const uint8_t* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return float(v);
-}
-float bool_of(const uint8_t* p) {
-  return *p ? 1.f : 0.f;
-}
-// float8_e4m3fn (PyTorch's): bias 7, no infinities, S.1111.111 is NaN.
-float f8_e4m3_of(const uint8_t* p) {
-  const int exp = (*p >> 3) & 15, man = *p & 7;
-  const float v = exp == 15 && man == 7 ? std::numeric_limits<float>::quiet_NaN()
-                  : exp == 0            ? std::ldexp(float(man), -9)
-                                        : std::ldexp(float(8 + man), exp - 10);
-  return *p & 0x80 ? -v : v;
-}
-float f8_e5m2_of(const uint8_t* p) {  // the top byte of an f16
-  return sd::to_float(sd::f16{uint16_t(*p << 8)});
-}
-
-// The stored dtypes SafetensorsFile::load does not convert, with their size and conversion.
-struct OtherDType {
-  const char* name;
-  size_t size;
-  float (*convert)(const uint8_t*);
-};
-constexpr OtherDType kOtherDTypes[] = {
-    {"F64", 8, value_of<double>},   {"I64", 8, value_of<int64_t>},  {"I32", 4, value_of<int32_t>},
-    {"I16", 2, value_of<int16_t>},  {"I8", 1, value_of<int8_t>},    {"U64", 8, value_of<uint64_t>},
-    {"U32", 4, value_of<uint32_t>}, {"U16", 2, value_of<uint16_t>}, {"U8", 1, value_of<uint8_t>},
-    {"BOOL", 1, bool_of},           {"F8_E4M3", 1, f8_e4m3_of},     {"F8_E5M2", 1, f8_e5m2_of}};
-
-// A tensor of one of kOtherDTypes as f32, from its bytes in the file. The file was validated by
-// SafetensorsFile::open, so the entry's byte range lies inside the data area (which starts after
-// the 8-byte header length and the header) and holds exactly numel values.
-std::vector<float> load_other_dtype(const std::string& path, const sd::SafetensorsEntry& e) {
-  const OtherDType* kind = nullptr;
-  for (const OtherDType& k : kOtherDTypes)
-    if (e.dtype == k.name) kind = &k;
-  SD_CHECK(kind, "safetensors file '", path, "': tensor '", e.name, "' has dtype ", e.dtype,
-           ", which cannot be converted to f32");
-  std::ifstream in(path, std::ios::binary);
-  uint8_t len[8] = {};
-  in.read(reinterpret_cast<char*>(len), 8);
-  uint64_t header = 0;
-  for (int i = 0; i < 8; ++i) header |= uint64_t(len[i]) << (8 * i);
-  std::vector<uint8_t> bytes(e.end - e.begin);
-  in.seekg(std::streamoff(8 + header + e.begin));
-  in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(bytes.size()));
-  SD_CHECK(in, "safetensors file '", path, "': cannot read tensor '", e.name, "'");
-  const size_t n = size_t(e.shape.numel());
-  SD_CHECK(bytes.size() == n * kind->size, "safetensors file '", path, "': tensor '", e.name,
-           "' has ", bytes.size(), " bytes for ", n, " values of ", e.dtype);
-  std::vector<float> out(n);
-  for (size_t i = 0; i < n; ++i) out[i] = kind->convert(bytes.data() + i * kind->size);
-  return out;
-}
-
-bool is_float_dtype(const std::string& d) {
-  return d == "F32" || d == "F16" || d == "BF16";
-}
-
 // ---- parts --------------------------------------------------------------------------------------
 
 // The device, dtype and threads of `options` (its other fields do not apply to a single part),
@@ -172,15 +104,8 @@ std::map<std::string, TensorF32> load_tensors(const std::string& path) {
   return guarded(Status::Io, [&] {
     const auto file = sd::SafetensorsFile::open(path);
     std::map<std::string, TensorF32> out;
-    for (const sd::SafetensorsEntry& e : file->entries()) {
-      if (is_float_dtype(e.dtype)) {
-        out[e.name] = to_public(file->load(e.name, sd::DType::F32));
-      } else {
-        TensorF32& t = out[e.name];
-        t.shape.assign(e.shape.dims, e.shape.dims + e.shape.rank);
-        t.data = load_other_dtype(path, e);
-      }
-    }
+    for (const sd::SafetensorsEntry& e : file->entries())
+      out[e.name] = to_public(file->load(e.name, sd::DType::F32));
     return out;
   });
 }
