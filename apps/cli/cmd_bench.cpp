@@ -4,8 +4,9 @@
 //   cfg       cfg none / self / initialize / full (guidance 1.2), n = 1..--max-steps
 //   ablation  the full pipeline (Stream Batch, cfg self, TAESD, K/V cache, IO threads) at
 //             n = --max-steps vs the same without one of them
-// Models: --model, a diffusers model folder (loaded with --taesd; a vae/ folder adds the full-VAE
-// row), or, without it, a full-size random UNet of --arch (Model::random: hash-random weights
+// Models: --model, a diffusers model folder or a single-file checkpoint (loaded with --taesd; a
+// VAE in it adds the full-VAE row; checked with inspect_model before loading), or, without it, a
+// full-size random UNet of --arch (Model::random: hash-random weights
 // and prompt embeddings). TAESD: --taesd, or the committed full-size random TAESD
 // (tests/fixtures/taesd/full, looked up from the working directory and the binary's). Written
 // on the public API: each row is a Stream with StreamConfig::time_stages.
@@ -15,7 +16,11 @@
 // the device after each stage. The first frame (which fills the pipeline and prepares kernels)
 // is excluded; min / median are over --frames frames, fps = 1000 / median frame ms. With IO
 // threads (the stream's asynchronous mode, a producer thread submitting) a frame's time is the
-// interval between consecutive outputs.
+// interval between consecutive outputs. Before the first row, one untimed frame prepares the
+// kernels every row shares (oneDNN primitives, packed weights): without it the first row of
+// `--tables batch,cfg --max-steps 1` at 256² was 6-8% slower than the later row doing the same
+// work (2601 vs 2412 ms min), with it within 1% (2379 vs 2408). After the first row, the total
+// time is estimated from it and the rows' relative costs (row_weight).
 
 #include <algorithm>
 #include <chrono>
