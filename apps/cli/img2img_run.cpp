@@ -32,9 +32,14 @@ struct ReaderState {
     std::string name;
   };
   std::mutex mu;
-  std::vector<Submitted> submitted;              // by tag (the submission count)
-  std::deque<std::pair<int64_t, Image>> recent;  // --preview: inputs by tag, as the model
-  std::atomic<int64_t> unreadable{0};            // sees them (resized)
+  // By tag (the submission count), from tag first_tag on: an entry leaves once its output was
+  // written (outputs come in tag order), so a camera can run for days.
+  std::deque<Submitted> submitted;
+  int64_t first_tag = 0;
+  // --preview: the inputs that may still be shown, by tag, as the model sees them (resized).
+  // Entries leave when an output shows a later input, or when DropOldest discards them.
+  std::deque<std::pair<int64_t, Image>> shown_inputs;
+  std::atomic<int64_t> unreadable{0};
   std::atomic<bool> done{false}, quit{false};
   std::exception_ptr error;
 };
@@ -59,14 +64,21 @@ void read_frames(Stream& stream, FrameSource& source, const FrameLoopOptions& o,
       int64_t tag;
       {
         std::lock_guard<std::mutex> lock(r.mu);
-        tag = int64_t(r.submitted.size());
+        tag = r.first_tag + int64_t(r.submitted.size());
         r.submitted.push_back({index, f.name});
         if (o.preview) {
-          r.recent.emplace_back(tag, resize_cover(f.image, o.width, o.height));
-          if (r.recent.size() > 16) r.recent.pop_front();
+          r.shown_inputs.emplace_back(tag, resize_cover(f.image, o.width, o.height));
+          if (r.shown_inputs.size() > 64) r.shown_inputs.pop_front();  // a bound, in any case
         }
       }
+      const int64_t dropped_before = o.preview ? stream.stats().dropped : 0;
       if (!stream.submit(f.image.view(), tag)) break;  // the worker stopped
+      if (o.preview && stream.stats().dropped > dropped_before) {
+        // DropOldest displaced the input queued before this one (a queue of one frame): it will
+        // never be shown, so its copy goes.
+        std::lock_guard<std::mutex> lock(r.mu);
+        std::erase_if(r.shown_inputs, [&](const auto& e) { return e.first == tag - 1; });
+      }
     }
   } catch (...) {
     r.error = std::current_exception();
@@ -145,12 +157,17 @@ void run_frames(Stream& stream, FrameSource& source, FrameSink& sink, const Fram
     bool have_input = false;
     {
       std::lock_guard<std::mutex> lock(r.mu);
-      in = r.submitted[size_t(info.tag)];
-      for (auto& [tag, image] : r.recent)
+      in = r.submitted[size_t(info.tag - r.first_tag)];
+      while (r.first_tag <= info.tag) {  // this input and those dropped before it are done
+        r.submitted.pop_front();
+        ++r.first_tag;
+      }
+      for (auto& [tag, image] : r.shown_inputs)
         if (tag == info.shown_tag) {
           shown_input = image;
           have_input = true;
         }
+      std::erase_if(r.shown_inputs, [&](const auto& e) { return e.first < info.shown_tag; });
     }
     try {
       sink.write(in.index, in.name, out);
