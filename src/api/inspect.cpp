@@ -1,9 +1,9 @@
 // inspect_model (streamdiff/tools.hpp): the facts about a model path that settings are checked
 // against, read from its configs and safetensors headers only (no weights), so that a program
 // can refuse a bad size or a missing part before the slow loading. The rules follow what
-// Model::load does: a folder's UNet config is unet/config.json (or config.json in the folder
-// itself), its VAE vae/config.json; a single file's configs are the ones LdmCheckpoint assumes
-// for the family its tensors show. Errors are Status::Io naming the path.
+// Model::load does: a folder's UNet config is unet/config.json, its VAE vae/config.json; a
+// single file's configs are the ones LdmCheckpoint assumes for the family its tensors show.
+// Errors are Status::Io naming the path.
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -60,10 +60,9 @@ int count_layers(const sd::SafetensorsFile& f, const std::string& prefix,
 
 void inspect_folder(const fs::path& dir, int taesd_ds, ModelSummary& s) {
   s.kind = "diffusers folder";
-  const fs::path unet = sd::component_dir(dir, "unet");
+  const fs::path unet = dir / "unet";
   if (!is_file(unet / "config.json"))
-    sd::fail("model '", dir.string(),
-             "' is not a diffusers model folder: it has no unet/config.json");
+    sd::fail("'", dir.string(), "' is not a diffusers model folder: it has no unet/config.json");
   const sd::UNetConfig u = sd::UNetConfig::from_json_file((unet / "config.json").string());
   s.family = u.use_linear_projection ? "sd2" : "sd1";
   s.has_vae = is_file(dir / "vae" / "config.json");
@@ -83,7 +82,7 @@ void inspect_file(const std::string& path, int taesd_ds, ModelSummary& s) {
   s.kind = "single-file checkpoint";
   sd::refuse_pickle_checkpoint(path);
   if (fs::path(path).extension() != ".safetensors")
-    sd::fail("model '", path, "' is not a .safetensors checkpoint or a diffusers model folder");
+    sd::fail("'", path, "' is not a .safetensors checkpoint or a diffusers model folder");
   const std::unique_ptr<sd::LdmCheckpoint> ckpt = sd::LdmCheckpoint::open(path);
   const sd::LdmCheckpointInfo& i = ckpt->info();
   s.family = i.family == sd::LdmFamily::kSD2 ? "sd2" : "sd1";
@@ -110,7 +109,7 @@ ModelSummary inspect_model(const std::string& path, const std::string& taesd) {
     ModelSummary s;
     s.path = path;
     std::error_code ec;
-    if (!fs::exists(path, ec)) sd::fail("model '", path, "' does not exist");
+    if (!fs::exists(path, ec)) sd::fail("'", path, "' does not exist");
     const int taesd_ds = taesd.empty() ? 0 : taesd_downscale(taesd);
     if (fs::is_directory(path, ec))
       inspect_folder(fs::path(path), taesd_ds, s);
