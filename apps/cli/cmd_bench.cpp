@@ -107,17 +107,18 @@ void print_machine(const BenchArgs& a, const ModelInfo& info) {
               info.backend.c_str(), info.dtype.c_str(), date);
 }
 
-BenchModels load_models(const BenchArgs& a, bool have_vae) {
+// `model`: the resolved --model path ("" for random weights).
+BenchModels load_models(const BenchArgs& a, const std::string& model, bool have_vae) {
   const auto t0 = Clock::now();
   BenchModels m;
   ModelOptions o = a.backend;
   o.taesd = a.taesd.empty() ? find_default_taesd() : a.taesd;
-  if (!a.model.empty()) {
-    m.taesd = Model::load(a.model, o);
+  if (!model.empty()) {
+    m.taesd = Model::load(model, o);
     m.what = "weights: " + a.model;
     if (have_vae) {
       ModelOptions v = a.backend;
-      m.vae = Model::load(a.model, v);
+      m.vae = Model::load(model, v);
     }
   } else {
     m.taesd = Model::random(a.arch, o);
@@ -328,10 +329,11 @@ void run_bench(const BenchArgs& a) {
   check(a.max_steps >= 1 && a.max_steps <= 50, "--max-steps ", a.max_steps, " must be in [1, 50]");
   if (!a.taesd.empty()) check_readable(a.taesd, "--taesd", "a TAESD folder or file");
   bool have_vae = false;
+  std::string model;
   if (!a.model.empty()) {
-    resolve_model_arg(a.model);
+    model = resolve_model_arg(a.model);
     try {
-      const ModelSummary summary = inspect_model(a.model, a.taesd);
+      const ModelSummary summary = inspect_model(model, a.taesd);
       have_vae = summary.has_vae;
       for (const auto& [flag, v] : {std::pair{"--width", a.width}, std::pair{"--height", a.height}})
         check(v % summary.size_multiple == 0, flag, " ", v, " must be a multiple of ",
@@ -341,7 +343,7 @@ void run_bench(const BenchArgs& a) {
       throw Error(e.status(), "--model '" + a.model + "': " + e.what());
     }
   }
-  BenchModels m = load_models(a, have_vae);
+  BenchModels m = load_models(a, model, have_vae);
   print_machine(a, m.taesd->info());
   char common[160];
   std::snprintf(common, sizeof common,

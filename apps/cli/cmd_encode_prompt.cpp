@@ -25,10 +25,10 @@ struct EncodePromptArgs {
 };
 
 void run_encode_prompt(const EncodePromptArgs& a) {
-  resolve_model_arg(a.model);
+  const std::string model = resolve_model_arg(a.model);
   check_output_arg(a.out, "--out");
   check(a.clip_skip >= 0, "--clip-skip ", a.clip_skip, " must be >= 0");
-  TextEncoder encoder = TextEncoder::load(a.model, a.backend);
+  TextEncoder encoder = TextEncoder::load(model, a.backend);
   check(a.clip_skip <= encoder.num_layers(), "--clip-skip ", a.clip_skip, " must be in [0, ",
         encoder.num_layers(), "] for this text encoder");
   std::printf("backend: %s\ntext encoder: %s\n", encoder.backend().c_str(),

@@ -220,9 +220,9 @@ StreamPlan plan_stream(StreamArgs& a, StreamMode mode) {
   std::string why;
   if (a.preset == "auto") {
     // The model is inspected twice (here for the name, below with the checks): milliseconds.
-    resolve_model_arg(a.model);
+    const std::string path = resolve_model_arg(a.model);
     try {
-      summary = inspect_model(a.model, a.taesd);
+      summary = inspect_model(path, a.taesd);
     } catch (const Error&) {  // reported with its flag by check_model() below
       summary.suggested_preset = "sd15-lcm";
     }
