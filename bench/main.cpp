@@ -73,8 +73,37 @@ void print_machine() {
 
 }  // namespace sd::bench
 
+namespace {
+
+void print_usage(std::FILE* f) {
+  std::fprintf(f,
+               "usage: streamdiff_bench [NAME ...]\n"
+               "Runs the benchmarks whose name contains one of the NAMEs (all without one) and "
+               "prints the machine, what ran and min/median times.\nBenchmarks:");
+  for (const auto& e : sd::bench::Registry::all()) std::fprintf(f, " %s", e.name.c_str());
+  std::fprintf(f, "\n");
+}
+
+}  // namespace
+
+// Exit codes: 0 every benchmark ran, 1 one failed, 2 a NAME that matches no benchmark.
 int main(int argc, char** argv) {
   using namespace sd::bench;
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+      print_usage(stdout);
+      return 0;
+    }
+  for (int i = 1; i < argc; ++i) {
+    bool matched = false;
+    for (const auto& e : Registry::all())
+      matched = matched || e.name.find(argv[i]) != std::string::npos;
+    if (!matched) {
+      std::fprintf(stderr, "error: no benchmark matches '%s'\n", argv[i]);
+      print_usage(stderr);
+      return 2;
+    }
+  }
   print_machine();
   int failures = 0;
   for (const auto& e : Registry::all()) {

@@ -52,15 +52,22 @@ TEST(ApiAsync, BlockGivesTheSynchronousFramesInOrder) {
     Image out = frame(0);
     FrameInfo info;
     int got = 0;
+    double latency = 0, compute = 0;
     while (s.poll(out.mutable_view(), &info)) {
       EXPECT_EQ(info.index, got);
       EXPECT_EQ(info.tag, 100 + got);
+      // compute_ms: the frame's own time; latency_ms also counts its wait in the queue.
+      EXPECT_GT(info.compute_ms, 0);
+      EXPECT_LE(info.compute_ms, info.latency_ms);
+      latency += info.latency_ms;
+      compute += info.compute_ms;
       EXPECT_EQ(info.shown_tag, 100 + std::max(0, got - 1));  // lag n - 1 = 1
       EXPECT_EQ(out.rgb, ref[size_t(got)]) << "frame " << got;
       ++got;
     }
     producer.join();
     EXPECT_EQ(got, kFrames);
+    EXPECT_GT(latency, compute) << "six frames submitted at once: later ones wait in the queue";
     EXPECT_FALSE(s.running());
     s.stop();
     const StreamStats st = s.stats();

@@ -108,6 +108,13 @@ TEST(ApiStream, RuntimeSettersGiveAFreshStreamsFrames) {
        [](StreamConfig& c) { c.width = 96; }, true},
       {"cfg type", [](Stream& s) { s.set_cfg_type(CfgType::Initialize); },
        [](StreamConfig& c) { c.cfg_type = CfgType::Initialize; }, true},
+      {"clip_skip",
+       [](Stream& s) {
+         StreamConfig c = s.config();
+         c.clip_skip = 1;
+         s.set_config(c);
+       },
+       [](StreamConfig& c) { c.clip_skip = 1; }, false},
   };
   for (const Change& ch : changes) {
     SCOPED_TRACE(ch.name);
@@ -128,6 +135,23 @@ TEST(ApiStream, RuntimeSettersGiveAFreshStreamsFrames) {
       for (size_t k = 0; k < after.size(); ++k)
         EXPECT_LE(rel_diff(after[k], from_here[k]), 1e-5) << "frame " << k + 3;
     }
+  }
+}
+
+TEST(ApiStream, ClipSkipChangesThePromptEmbeddingAndIsChecked) {
+  Stream a(tiny_model(), tiny_config());
+  StreamConfig c = tiny_config();
+  c.clip_skip = 1;  // the tiny text encoder has 2 layers: 1 is the most
+  Stream b(tiny_model(), c);
+  EXPECT_GT(rel_diff(run(a, 0, 3).back(), run(b, 0, 3).back()), 1e-3);
+  c.clip_skip = 2;
+  try {
+    Stream bad(tiny_model(), c);
+    ADD_FAILURE() << "clip_skip 2 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("clip_skip must be in [0, 1]"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "io/image.h"
@@ -111,11 +112,13 @@ TEST_F(CliTest, TaesdErrors) {
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("multiple of 8"), std::string::npos) << r.output;
 
-  // Unwritable output path.
-  r = run_cli(base + input + " --width 64 --height 64 --output " +
-              quote(path("no/such/dir/x.png")));
+  // Unwritable output path (under a file), refused before loading.
+  std::ofstream(path("file.txt")) << "a file";
+  r = run_cli(base + input + " --width 64 --height 64 --output " + quote(path("file.txt/x.png")));
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("no/such/dir/x.png"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--output '" + path("file.txt/x.png") + "'"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("backend:"), std::string::npos) << "loaded first: " << r.output;
 
   // Missing model.
   r = run_cli("taesd --model " + quote(path("missing")) + input + " --output " +

@@ -58,8 +58,10 @@ TEST_F(CliBench, PrintsEveryTableWithItsRows) {
   const RunResult r = run_cli(bench("model", ""));
   ASSERT_EQ(r.code, 0) << r.output;
   for (const char* s :
-       {"machine: ", "dtype f32", "(a) Stream Batch vs sequential", "(b) residual CFG",
-        "(c) ablation", "fps", "median ms", "unet ms", "decode ms", "pre+enc ms"})
+       {"machine: ", "dtype f32", "warm-up (kernels and weights prepared, untimed): ",
+        "first row: ", "estimated total for 17 rows: about ", "(a) Stream Batch vs sequential",
+        "(b) residual CFG", "(c) ablation", "fps", "median ms", "unet ms", "decode ms",
+        "pre+enc ms"})
     EXPECT_NE(r.output.find(s), std::string::npos) << s << "\n" << r.output;
   for (const std::string label :
        {"n=1 stream batch", "n=1 sequential", "n=2 stream batch", "n=2 sequential", "n=1 cfg none",

@@ -124,7 +124,9 @@ TEST_F(CliStream, Txt2imgWritesTheRequestedFrames) {
   r = run_cli("txt2img " + common() + "--output " + quote(path("turbo2.png")) +
               " --width 32 --height 32 --cfg none --turbo");
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("one t_index"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--turbo (one-step sd-turbo txt2img) needs one --t-index"),
+            std::string::npos)
+      << r.output;
 }
 
 TEST_F(CliStream, BadSettingsFailWithAMessage) {
@@ -134,7 +136,7 @@ TEST_F(CliStream, BadSettingsFailWithAMessage) {
     std::string args, message;
   };
   for (const Case& c : {
-           Case{"--width 60 --height 64", "multiples of 8"},
+           Case{"--width 60 --height 64", "--width 60 must be a multiple of 32"},
            Case{"--width 64 --height 64 --steps 40", "--t-index 45"},
            Case{"--width 64 --height 64 --cfg half", "half"},
            Case{"--width 64 --height 64 --ssf-threshold 1.5", "--ssf-threshold"},

@@ -155,7 +155,7 @@ TEST_F(CliVideo, BadVideoArgumentsFailWithAMessage) {
            Case{"vid2vid " + quote(path("clip.mp4")) + " " + quote(path("x.mp4")) + " --fps 5",
                 "--fps"},
            Case{"img2img --input " + quote(path("clip.mp4")) + " --output " + quote(path("x.png")),
-                "must be a folder or a video"},
+                "must be a folder, a video file or - (stdout)"},
            Case{"vid2vid " + quote(path("clip.mp4")) + " " + quote(path("x.gif")), "x.gif"},
        }) {
     const RunResult r = run_cli(c.args + " " + common());

@@ -145,6 +145,25 @@ TEST(StreamTorchRandom, RandnAndRandMatchTorchBitForBit) {
   EXPECT_GE(checked, 20);
 }
 
+TEST(StreamTorchRandom, WideSeedsAreTorchsBelowTwoToThe32AndDistinctAbove) {
+  auto draw = [](uint64_t seed, bool wide) {
+    TorchGenerator g;
+    if (wide)
+      g.seed_wide(seed);
+    else
+      g.manual_seed(seed);
+    std::vector<float> v(64);
+    g.randn(v.data(), 64);
+    return v;
+  };
+  for (uint64_t seed : {0ull, 2ull, 4294967295ull})  // torch's noise, bit for bit
+    EXPECT_EQ(draw(seed, true), draw(seed, false)) << seed;
+  EXPECT_EQ(draw(4294967296ull, false), draw(0, false));  // torch folds the high half away
+  EXPECT_NE(draw(4294967296ull, true), draw(0, true));
+  EXPECT_NE(draw(18446744073709551615ull, true), draw(4294967295ull, true));
+  EXPECT_NE(draw(4294967296ull, true), draw(8589934592ull, true));
+}
+
 // ---- similarity filter -------------------------------------------------------------------------
 
 TEST(StreamSimilarityFilter, DecisionsFollowTheProbabilityAndMaxSkip) {

@@ -47,9 +47,9 @@ struct RunResult {
   std::string output;  // stdout and stderr
 };
 
-// Runs the built `streamdiff` tool with `args` (already shell-quoted where needed).
-inline RunResult run_cli(const std::string& args) {
-  const std::string cmd = quote(SD_CLI_PATH) + " " + args + " 2>&1";
+// Runs `command` with bash (so pipelines may use pipefail), stdout and stderr together.
+inline RunResult run_shell(const std::string& command) {
+  const std::string cmd = "bash -c " + quote(command) + " 2>&1";
   RunResult r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -59,6 +59,16 @@ inline RunResult run_cli(const std::string& args) {
   const int status = ::pclose(p);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// The built `streamdiff` tool, shell-quoted.
+inline std::string cli() {
+  return quote(SD_CLI_PATH);
+}
+
+// Runs the built `streamdiff` tool with `args` (already shell-quoted where needed).
+inline RunResult run_cli(const std::string& args) {
+  return run_shell(cli() + " " + args);
 }
 
 }  // namespace sd::test

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "commands.h"
+#include "paths.h"
 #include "streamdiff/tools.hpp"
 
 namespace streamdiff::cli {
@@ -24,9 +25,12 @@ struct EncodePromptArgs {
 };
 
 void run_encode_prompt(const EncodePromptArgs& a) {
-  TextEncoder encoder = TextEncoder::load(a.model, a.backend);
-  check(a.clip_skip >= 0 && a.clip_skip <= encoder.num_layers(), "--clip-skip must be in [0, ",
-        encoder.num_layers(), "], got ", a.clip_skip);
+  const std::string model = resolve_model_arg(a.model);
+  check_output_arg(a.out, "--out");
+  check(a.clip_skip >= 0, "--clip-skip ", a.clip_skip, " must be >= 0");
+  TextEncoder encoder = TextEncoder::load(model, a.backend);
+  check(a.clip_skip <= encoder.num_layers(), "--clip-skip ", a.clip_skip, " must be in [0, ",
+        encoder.num_layers(), "] for this text encoder");
   std::printf("backend: %s\ntext encoder: %s\n", encoder.backend().c_str(),
               encoder.description().c_str());
 
@@ -46,6 +50,7 @@ void run_encode_prompt(const EncodePromptArgs& a) {
   std::map<std::string, std::string> meta = {
       {"prompt", a.text}, {"clip_skip", std::to_string(a.clip_skip)}, {"model", a.model}};
   if (a.has_negative) meta["negative_prompt"] = a.negative;
+  create_parent_folder(a.out, "--out");
   save_tensors(a.out, out, meta);
   std::printf("wrote %s\n", a.out.c_str());
 }

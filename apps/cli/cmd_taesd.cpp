@@ -8,6 +8,7 @@
 #include <string>
 
 #include "commands.h"
+#include "paths.h"
 #include "streamdiff/media.hpp"
 #include "streamdiff/tools.hpp"
 
@@ -77,7 +78,14 @@ void run_taesd(const TaesdArgs& a) {
   check(!a.output.empty() || !a.latents_out.empty(), "nothing to write: give --output ",
         "(decoded image) and/or --latents-out (encoded latents)");
   check(a.latents_in.empty() || !a.output.empty(), "--latents-in needs --output");
-  check(a.repeat >= 1, "--repeat must be at least 1, got ", a.repeat);
+  check(a.repeat >= 1, "--repeat ", a.repeat, " must be at least 1");
+  check_readable(a.model, "--model", "a TAESD folder or file");
+  if (!a.input.empty()) check_readable(a.input, "--input", "an image");
+  if (!a.latents_in.empty()) check_readable(a.latents_in, "--latents-in", "a latents file");
+  if (!a.output.empty()) check_output_arg(a.output, "--output", a.input);
+  if (!a.latents_out.empty()) check_output_arg(a.latents_out, "--latents-out");
+  for (const auto& [flag, v] : {std::pair{"--width", a.width}, std::pair{"--height", a.height}})
+    check(v > 0 && v <= 4096, flag, " ", v, " must be in [1, 4096]");
 
   Autoencoder model = Autoencoder::load_taesd(a.model, a.backend);
   std::printf("backend: %s\nmodel: %s\n", model.backend().c_str(), model.description().c_str());
@@ -85,9 +93,8 @@ void run_taesd(const TaesdArgs& a) {
   TensorF32 latents;
   if (!a.input.empty()) {
     const int ds = model.downscale();
-    check(a.width > 0 && a.height > 0 && a.width % ds == 0 && a.height % ds == 0,
-          "--width and --height must be positive and a multiple of ", ds, ", got ", a.width, "x",
-          a.height);
+    for (const auto& [flag, v] : {std::pair{"--width", a.width}, std::pair{"--height", a.height}})
+      check(v % ds == 0, flag, " ", v, " must be a multiple of ", ds, " (TAESD's downscale)");
     Image img = read_image(a.input);
     Image fitted = resize_cover(img, a.width, a.height);
     std::printf("input: %s, %dx%d -> %dx%d (scaled to cover, centre-cropped)\n", a.input.c_str(),
@@ -95,6 +102,7 @@ void run_taesd(const TaesdArgs& a) {
     latents = timed(a.repeat, "encode", [&] { return model.encode(fitted); });
     std::printf(" -> latents %s\n", shape_str(latents.shape).c_str());
     if (!a.latents_out.empty()) {
+      create_parent_folder(a.latents_out, "--latents-out");
       save_tensors(a.latents_out, {{"latents", latents}}, {{"layout", "NHWC"}, {"model", "taesd"}});
       std::printf("wrote %s\n", a.latents_out.c_str());
     }
@@ -107,6 +115,7 @@ void run_taesd(const TaesdArgs& a) {
   check(latents.shape[0] == 1, "decoding writes one image; the latents hold ", latents.shape[0]);
   const Image out = timed(a.repeat, "decode", [&] { return model.decode(latents); });
   std::printf(" -> image %dx%d\n", out.width, out.height);
+  create_parent_folder(a.output, "--output");
   write_image(a.output, out);
   std::printf("wrote %s\n", a.output.c_str());
 }

@@ -54,10 +54,25 @@ struct Rational {
 // "30", "12.5" or "30000/1001"; throws InvalidArgument otherwise.
 STREAMDIFF_API Rational parse_frame_rate(const std::string& text);
 
-// Decodes the best video stream of a file into RGB images, in presentation order.
+// What a VideoReader is told about an input that does not say it itself (raw video, a camera's
+// mode, an MJPEG stream's rate). Empty: not set.
+struct VideoInputOptions {
+  // FFmpeg's input format (demuxer): "mjpeg", "yuv4mpegpipe" (or "y4m"), "rawvideo", "v4l2", ...;
+  // empty: probed from the data ("v4l2" for a /dev/video* device).
+  std::string format;
+  std::string size;          // "WxH": needed by rawvideo; a camera's mode
+  std::string pixel_format;  // FFmpeg's name: "rgb24" (rawvideo), "mjpeg" or "yuyv422" (v4l2)
+  std::string frame_rate;    // "30", "30000/1001": rawvideo, MJPEG streams, a camera's mode
+};
+
+// Decodes the best video stream of a file, a stream or a camera into RGB images, in
+// presentation order. Paths: a file; "-" (stdin, read as it comes: anything FFmpeg demuxes
+// from a pipe, e.g. y4m, MJPEG, MPEG-TS, Matroska, or raw video with options); a FIFO; a
+// Video4Linux2 device (/dev/video*, through libavdevice when the build has it).
 class STREAMDIFF_API VideoReader {
  public:
   explicit VideoReader(const std::string& path);
+  VideoReader(const std::string& path, const VideoInputOptions& options);
   ~VideoReader();
   VideoReader(VideoReader&&) noexcept;
   VideoReader& operator=(VideoReader&&) noexcept;
@@ -68,6 +83,8 @@ class STREAMDIFF_API VideoReader {
   int64_t frame_count() const;            // as the container states it; -1 when unknown
   int64_t estimated_frame_count() const;  // frame_count(), else duration x fps, else -1
   const std::string& codec_name() const;
+  bool is_stream() const;   // stdin, a FIFO or a device: no seeking, length unknown
+  bool is_device() const;   // a camera: frames come in real time
   bool read(Image& frame);  // false at the end
 
   struct Impl;
@@ -76,12 +93,24 @@ class STREAMDIFF_API VideoReader {
   std::unique_ptr<Impl> impl_;
 };
 
+// How a VideoWriter writes: format empty = from the path's extension; for "-" (stdout) one of
+// "y4m" (YUV4MPEG2, yuv420p), "rawvideo" (packed RGB24 frames, nothing else) or "mjpeg" (JPEG
+// images one after the other), which may also be given for files.
+struct VideoOutputOptions {
+  std::string format;
+};
+
 // Encodes RGB images to a video file; the codec follows the extension (.mp4 .mkv .mov: H.264,
-// .avi: MPEG-4, .webm: VP9). Written as "<path>.partial" and renamed by close(), so a failed or
-// interrupted run never leaves a truncated file under the final name.
+// .avi: MPEG-4, .webm: VP9, .y4m: raw YUV). Written as "<path>.partial" and renamed by close(),
+// so a failed or interrupted run never leaves a truncated file under the final name. "-" writes
+// to stdout (each frame flushed at once, for a pipe to a player, ffmpeg or a virtual camera);
+// when the reader closes the pipe, write() and close() throw Error with Status::Closed (the
+// application should ignore SIGPIPE: the library never touches signal handlers).
 class STREAMDIFF_API VideoWriter {
  public:
   VideoWriter(const std::string& path, int width, int height, Rational fps);
+  VideoWriter(const std::string& path, int width, int height, Rational fps,
+              const VideoOutputOptions& options);
   ~VideoWriter();  // without close(): the partial file is removed
   VideoWriter(const VideoWriter&) = delete;
   VideoWriter& operator=(const VideoWriter&) = delete;
@@ -103,8 +132,14 @@ class STREAMDIFF_API VideoWriter {
 // changes FFmpeg's process-wide log level, so the library never calls it on its own: an
 // application that wants quiet video IO calls it once (the CLI does).
 STREAMDIFF_API void set_video_log_errors_only();
+// Makes FFmpeg print nothing: every failure still reaches the application as an Error naming the
+// file and FFmpeg's reason. Process-wide like the above (the CLI calls it).
+STREAMDIFF_API void set_video_log_quiet();
 
 // The encoder VideoWriter would use for `path` in this build; throws for another extension.
 STREAMDIFF_API std::string video_encoder_for(const std::string& path);
+// The same for `path` written as `options` says (e.g. "-" with format "y4m").
+STREAMDIFF_API std::string video_encoder_for(const std::string& path,
+                                             const VideoOutputOptions& options);
 
 }  // namespace streamdiff

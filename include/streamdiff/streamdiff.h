@@ -179,6 +179,7 @@ typedef struct sd_stream_config {
   int32_t do_add_noise;
   int32_t precompute_kv;
   int32_t time_stages;
+  int32_t clip_skip; /* text-encoder layers skipped at the end (1 = penultimate); default 0 */
 } sd_stream_config;
 
 typedef struct sd_frame_info {
@@ -189,6 +190,7 @@ typedef struct sd_frame_info {
   double encode_ms, unet_ms, decode_ms;
   int64_t tag;       /* async: the tag of the input this call consumed */
   int64_t shown_tag; /* async: the tag of the input this output shows */
+  double compute_ms; /* latency_ms without the time the frame waited (queue, other streams) */
 } sd_frame_info;
 
 typedef struct sd_stream_stats {

@@ -210,6 +210,9 @@ struct StreamConfig {
   bool do_add_noise = true;
   bool precompute_kv = true;
   bool time_stages = false;
+  // Text-encoder layers skipped at the end when encoding the prompts, as diffusers' clip_skip
+  // (1 = the penultimate layer's output, 0 = all layers); a change re-encodes the prompts.
+  int clip_skip = 0;
 };
 
 // What one frame call did.
@@ -220,6 +223,9 @@ struct FrameInfo {
   double encode_ms = 0, unet_ms = 0, decode_ms = 0;  // with StreamConfig::time_stages
   int64_t tag = -1;        // async: the tag submit() was given for the input this call consumed
   int64_t shown_tag = -1;  // async: the tag of the input this output shows (n − 1 inputs back)
+  // This frame's computing time: latency_ms without the time it waited (in the async input
+  // queue, or for another stream's frame on the same model).
+  double compute_ms = 0;
 };
 
 // Running figures of a stream (bounded memory: percentiles are over the last 1024 frames).

@@ -32,6 +32,32 @@ STREAMDIFF_API std::map<std::string, TensorF32> load_tensors(const std::string& 
 // as `streamdiff info` prints it.
 STREAMDIFF_API std::string describe_model_path(const std::string& path);
 
+// The facts about a model that settings are checked against, read from its configs and tensor
+// headers only (milliseconds, no weights): what a program needs to refuse a bad size or a
+// missing part before Model::load. Throws Error (Io) for a path that Model::load cannot take as
+// a model (missing, not a diffusers folder or a single-file SD 1.x / 2.x .safetensors checkpoint,
+// a pickle, a single file whose UNet is not full-size).
+struct ModelSummary {
+  std::string path;               // as given
+  std::string kind;               // "diffusers folder" or "single-file checkpoint"
+  std::string family;             // "sd1" or "sd2" (SD 2.x: linear projections, OpenCLIP)
+  int size_multiple = 64;         // width and height must be multiples of this: the VAE's (or
+                                  // the TAESD's) downscale x 2^(UNet down blocks − 1)
+  bool has_vae = false;           // vae/config.json, or first_stage_model.* tensors
+  bool has_text_encoder = false;  // text_encoder/config.json, or cond_stage_model.* tensors
+  bool has_tokenizer = false;     // tokenizer/vocab.json (single files: the built-in vocabulary)
+  int text_layers = 0;            // the text encoder's layers (clip_skip must be below this)
+  // The model's name: the folder's or file's name, or for a Hugging Face cache snapshot
+  // (.../models--org--name/snapshots/<revision>) the repository's folder.
+  std::string name;
+  // The settings the model is most likely made for, from its name (configs cannot tell sd-turbo
+  // from SD 2.1): "sd-turbo" when the name contains "turbo" (any case), else "sd15-lcm" (SD 1.5
+  // with LCM-LoRA, StreamDiffusion's defaults).
+  std::string suggested_preset;
+};
+// `taesd`, when given, is the TAESD used instead of the model's VAE (its downscale counts).
+STREAMDIFF_API ModelSummary inspect_model(const std::string& path, const std::string& taesd = "");
+
 // The CLIP BPE tokenizer.
 class STREAMDIFF_API Tokenizer {
  public:

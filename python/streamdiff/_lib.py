@@ -112,6 +112,7 @@ class sd_stream_config(Structure):
         ("do_add_noise", c_int32),
         ("precompute_kv", c_int32),
         ("time_stages", c_int32),
+        ("clip_skip", c_int32),
     ]
 
 
@@ -126,6 +127,7 @@ class sd_frame_info(Structure):
         ("decode_ms", c_double),
         ("tag", c_int64),
         ("shown_tag", c_int64),
+        ("compute_ms", c_double),
     ]
 
 

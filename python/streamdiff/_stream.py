@@ -59,6 +59,7 @@ _PLAIN_SETTINGS = (
     "delta",
     "similarity_threshold",
     "similarity_max_skip",
+    "clip_skip",
 )
 #: The keys of Stream.config (and of Stream(...) / set_config keyword arguments).
 SETTINGS = (
@@ -83,11 +84,12 @@ class FrameInfo:
     decode_ms: float
     tag: int  # async: the tag of the input this call consumed
     shown_tag: int  # async: the tag of the input this output shows
+    compute_ms: float  # latency_ms without the time the frame waited (queue, other streams)
 
     @classmethod
     def from_c(cls, i: sd_frame_info) -> "FrameInfo":
         return cls(i.index, bool(i.skipped), i.latency_ms, i.encode_ms, i.unet_ms, i.decode_ms,
-                   i.tag, i.shown_tag)
+                   i.tag, i.shown_tag, i.compute_ms)
 
 
 def _lookup(table: dict[str, int], value: str, what: str) -> int:
@@ -190,6 +192,7 @@ class Stream:
         do_add_noise: bool = True,
         precompute_kv: bool = True,
         time_stages: bool = False,
+        clip_skip: int = 0,
     ) -> None:
         """Prepares the stream: encodes the prompt, draws the noise, plans the memory.
 

@@ -160,6 +160,7 @@ streamdiff::StreamConfig stream_config(const sd_stream_config* c) {
   s.do_add_noise = c->do_add_noise != 0;
   s.precompute_kv = c->precompute_kv != 0;
   s.time_stages = c->time_stages != 0;
+  s.clip_skip = c->clip_skip;
   return s;
 }
 
@@ -174,6 +175,7 @@ void fill_frame_info(const streamdiff::FrameInfo& f, sd_frame_info* out) {
   out->decode_ms = f.decode_ms;
   out->tag = f.tag;
   out->shown_tag = f.shown_tag;
+  out->compute_ms = f.compute_ms;
 }
 
 void copy_string(char* dst, size_t size, const std::string& src) {
@@ -287,6 +289,7 @@ void sd_stream_config_init(sd_stream_config* config) {
   config->do_add_noise = d.do_add_noise;
   config->precompute_kv = d.precompute_kv;
   config->time_stages = d.time_stages;
+  config->clip_skip = d.clip_skip;
 }
 
 void sd_frame_info_init(sd_frame_info* info) {
@@ -444,6 +447,7 @@ sd_status sd_stream_get_config(sd_stream* stream, sd_stream_config* config) {
     config->do_add_noise = c.do_add_noise;
     config->precompute_kv = c.precompute_kv;
     config->time_stages = c.time_stages;
+    config->clip_skip = c.clip_skip;
   });
 }
 

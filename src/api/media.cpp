@@ -125,6 +125,10 @@ void set_video_log_errors_only() {
   sd::set_video_log_errors_only();
 }
 
+void set_video_log_quiet() {
+  sd::set_video_log_quiet();
+}
+
 bool is_image_path(const std::string& path) {
   std::string ext = std::filesystem::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
@@ -180,9 +184,14 @@ sd::VideoReader& live(const std::unique_ptr<VideoReader::Impl>& impl) {
 
 }  // namespace
 
-VideoReader::VideoReader(const std::string& path)
-    : impl_(guarded(Status::Io,
-                    [&] { return std::make_unique<Impl>(Impl{sd::VideoReader(path)}); })) {}
+VideoReader::VideoReader(const std::string& path) : VideoReader(path, VideoInputOptions{}) {}
+
+VideoReader::VideoReader(const std::string& path, const VideoInputOptions& options)
+    : impl_(guarded(Status::Io, [&] {
+        const sd::VideoInputOptions o{options.format, options.size, options.pixel_format,
+                                      options.frame_rate};
+        return std::make_unique<Impl>(Impl{sd::VideoReader(path, o)});
+      })) {}
 VideoReader::~VideoReader() = default;
 VideoReader::VideoReader(VideoReader&&) noexcept = default;
 VideoReader& VideoReader::operator=(VideoReader&&) noexcept = default;
@@ -205,6 +214,12 @@ int64_t VideoReader::estimated_frame_count() const {
 }
 const std::string& VideoReader::codec_name() const {
   return live(impl_).codec_name();
+}
+bool VideoReader::is_stream() const {
+  return live(impl_).is_stream();
+}
+bool VideoReader::is_device() const {
+  return live(impl_).is_device();
 }
 
 bool VideoReader::read(Image& frame) {
@@ -232,17 +247,39 @@ bool VideoReader::read(Image& frame) {
 // ---- video writing ------------------------------------------------------------------------------
 
 struct VideoWriter::Impl {
-  Impl(const std::string& path, int width, int height, Rational fps)
-      : writer(path, width, height, sd::Rational{fps.num, fps.den}) {}
+  Impl(const std::string& path, int width, int height, Rational fps,
+       const VideoOutputOptions& options)
+      : writer(path, width, height, sd::Rational{fps.num, fps.den},
+               sd::VideoOutputOptions{options.format}) {}
   sd::VideoWriter writer;
   sd::Image scratch;  // the frame being written, as the engine takes it (memory reused)
 };
 
+namespace {
+
+// guarded(Io), with a reader that closed the writer's pipe reported as Status::Closed.
+template <typename F>
+auto writing(F&& fn) -> decltype(fn()) {
+  return guarded(Status::Io, [&] {
+    try {
+      return fn();
+    } catch (const sd::VideoPipeClosed& e) {
+      throw Error(Status::Closed, e.what());
+    }
+  });
+}
+
+}  // namespace
+
 VideoWriter::VideoWriter(const std::string& path, int width, int height, Rational fps)
-    : impl_(guarded(Status::Io, [&] {
+    : VideoWriter(path, width, height, fps, VideoOutputOptions{}) {}
+
+VideoWriter::VideoWriter(const std::string& path, int width, int height, Rational fps,
+                         const VideoOutputOptions& options)
+    : impl_(writing([&] {
         require(fps.valid(), "video '", path, "': frame rate ", fps.num, "/", fps.den,
                 " is not positive");
-        return std::make_unique<Impl>(path, width, height, fps);
+        return std::make_unique<Impl>(path, width, height, fps, options);
       })) {}
 
 VideoWriter::~VideoWriter() {
@@ -254,7 +291,7 @@ VideoWriter::~VideoWriter() {
 }
 
 void VideoWriter::write(const Image& frame) {
-  guarded(Status::Io, [&] {
+  writing([&] {
     check_image(frame, ("video '" + impl_->writer.path() + "'").c_str());
     copy_to_sd(frame, impl_->scratch);
     impl_->writer.write(impl_->scratch);
@@ -262,7 +299,7 @@ void VideoWriter::write(const Image& frame) {
 }
 
 void VideoWriter::write(const Image& frame, int64_t frame_time) {
-  guarded(Status::Io, [&] {
+  writing([&] {
     check_image(frame, ("video '" + impl_->writer.path() + "'").c_str());
     copy_to_sd(frame, impl_->scratch);
     impl_->writer.write(impl_->scratch, frame_time);
@@ -270,7 +307,7 @@ void VideoWriter::write(const Image& frame, int64_t frame_time) {
 }
 
 void VideoWriter::close() {
-  guarded(Status::Io, [&] { impl_->writer.close(); });
+  writing([&] { impl_->writer.close(); });
 }
 
 void VideoWriter::discard() {
@@ -287,6 +324,10 @@ int64_t VideoWriter::frames_written() const {
 
 std::string video_encoder_for(const std::string& path) {
   return guarded(Status::Io, [&] { return sd::video_encoder_for(path); });
+}
+
+std::string video_encoder_for(const std::string& path, const VideoOutputOptions& options) {
+  return guarded(Status::Io, [&] { return sd::video_encoder_for(path, options.format); });
 }
 
 }  // namespace streamdiff

@@ -112,10 +112,14 @@ std::unique_ptr<sd::Backend> make_backend_for(const ModelOptions& o, int* thread
 
 }  // namespace detail
 
-sd::Tensor Model::Impl::encode_prompt(const std::string& prompt) {
-  if (text) return text->encode(prompt);
+sd::Tensor Model::Impl::encode_prompt(const std::string& prompt, int clip_skip) {
+  if (text) return text->encode(prompt, clip_skip);
   const int64_t dim = unet->config().cross_attention_dim;
   return sd::hash_host_tensor("prompt:" + prompt, sd::Shape{77, dim}, 1.f);
+}
+
+int Model::Impl::text_layers() const {
+  return text ? text->model().config().num_hidden_layers : 0;
 }
 
 Model::Model(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}

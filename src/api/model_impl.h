@@ -28,9 +28,12 @@ struct Model::Impl {
   std::unique_ptr<sd::LatentCodec> codec;
   std::mutex exec;
 
-  // A prompt's embedding [tokens, cross_attention_dim] host f32 (the text encoder's, cached per
-  // text; for random models a hash of the text). Call with exec held.
-  sd::Tensor encode_prompt(const std::string& prompt);
+  // A prompt's embedding [tokens, cross_attention_dim] host f32 (the text encoder's without its
+  // last clip_skip layers, cached per text and clip_skip; for random models a hash of the text).
+  // Call with exec held.
+  sd::Tensor encode_prompt(const std::string& prompt, int clip_skip = 0);
+  // The text encoder's layers (the largest clip_skip is one less); 0 without a text encoder.
+  int text_layers() const;
   int latent_downscale() const { return codec->downscale(); }
 };
 

@@ -111,9 +111,10 @@ struct Stream::Impl {
   detail::Plan& plan_for(int width, int height, const char* what);
   void write_outputs(const detail::Plan& p, const sd::Tensor& y, const MutableImageView* out,
                      size_t count);
-  // Latency, index and statistics of a finished frame; async frames also get their tag.
-  void record(FrameInfo& info, std::chrono::steady_clock::time_point started, bool async_frame,
-              int64_t tag);
+  // Latency (from `started`), compute time (from `computing`), index and statistics of a finished
+  // frame; async frames also get their tag.
+  void record(FrameInfo& info, std::chrono::steady_clock::time_point started,
+              std::chrono::steady_clock::time_point computing, bool async_frame, int64_t tag);
 
   mutable std::mutex settings_mu_;
   detail::Desired desired_;
@@ -125,6 +126,7 @@ struct Stream::Impl {
   std::vector<WeightedPrompt> emb_prompts_;
   Blend emb_blend_ = Blend::Linear;
   std::string emb_negative_;
+  int emb_clip_skip_ = 0;
   uint64_t emb_version_ = 0;
   std::vector<WeightedSeed> noise_seeds_;
   Blend noise_blend_ = Blend::Linear;

@@ -140,6 +140,10 @@ void validate(const Desired& d, const Model::Impl& model) {
           "similarity_threshold must be in (0, 1], got ", c.similarity_threshold);
   require(c.similarity_max_skip >= 0, "similarity_max_skip must be >= 0, got ",
           c.similarity_max_skip);
+  const int layers = model.text_layers();
+  require(c.clip_skip >= 0 && (layers == 0 || c.clip_skip < layers), "clip_skip must be in [0, ",
+          layers > 0 ? layers - 1 : 0, "] for this model's ", layers, "-layer text encoder, got ",
+          c.clip_skip);
   if (!d.prompts.empty())
     check_blend("prompt blend", d.prompts.size(), weights_of(d.prompts), d.prompt_blend);
   if (!d.seeds.empty())
@@ -181,12 +185,12 @@ StreamConfig Stream::Impl::config() const {
 void Stream::Impl::compute_embeddings(const Desired& d) {
   const std::vector<WeightedPrompt> prompts = detail::prompts_of(d);
   if (cond_.defined() && detail::same(prompts, emb_prompts_) && d.prompt_blend == emb_blend_ &&
-      d.cfg.negative_prompt == emb_negative_)
+      d.cfg.negative_prompt == emb_negative_ && d.cfg.clip_skip == emb_clip_skip_)
     return;
   std::vector<sd::Tensor> embs;
   std::vector<const float*> ptrs;
   for (const WeightedPrompt& p : prompts) {
-    embs.push_back(model->encode_prompt(p.prompt));
+    embs.push_back(model->encode_prompt(p.prompt, d.cfg.clip_skip));
     ptrs.push_back(embs.back().data_as<float>());
   }
   if (embs.size() == 1) {
@@ -196,10 +200,11 @@ void Stream::Impl::compute_embeddings(const Desired& d) {
     sd::blend(d.prompt_blend == Blend::Slerp ? sd::BlendMode::Slerp : sd::BlendMode::Linear, ptrs,
               detail::weights_of(prompts), cond_.numel(), cond_.data_as<float>(), "prompt blend");
   }
-  uncond_ = model->encode_prompt(d.cfg.negative_prompt);
+  uncond_ = model->encode_prompt(d.cfg.negative_prompt, d.cfg.clip_skip);
   emb_prompts_ = prompts;
   emb_blend_ = d.prompt_blend;
   emb_negative_ = d.cfg.negative_prompt;
+  emb_clip_skip_ = d.cfg.clip_skip;
   ++emb_version_;
 }
 
@@ -329,10 +334,11 @@ sd::Tensor Stream::Impl::run_img2img(Plan& p, FrameInfo& info) {
   return out;
 }
 
-void Stream::Impl::record(FrameInfo& info, Clock::time_point started, bool async_frame,
-                          int64_t tag) {
+void Stream::Impl::record(FrameInfo& info, Clock::time_point started, Clock::time_point computing,
+                          bool async_frame, int64_t tag) {
   const auto now = Clock::now();
   info.latency_ms = std::chrono::duration<double, std::milli>(now - started).count();
+  info.compute_ms = std::chrono::duration<double, std::milli>(now - computing).count();
   if (async_frame) {  // the input this output shows: n − 1 processed inputs back
     info.tag = tag;
     if (!info.skipped || tags_.empty()) {
@@ -382,6 +388,7 @@ FrameInfo Stream::Impl::img2img(const ImageView* in, const MutableImageView* out
   require(in != nullptr, "img2img: null input array");
   const auto started = Clock::now();
   std::lock_guard<std::mutex> exec(model->exec);
+  const auto computing = Clock::now();  // after any wait for another stream's frame
   Plan& p = plan_for(out, count, "img2img output");
   const sd::StreamSettings& s = p.stream->settings();
   for (size_t i = 0; i < count; ++i) detail::check_view(in[i], "img2img input");
@@ -390,7 +397,7 @@ FrameInfo Stream::Impl::img2img(const ImageView* in, const MutableImageView* out
   for (size_t i = 0; i < count; ++i) converter_.convert(in[i], s.width, s.height, buf + i * frame);
   FrameInfo info;
   write_outputs(p, run_img2img(p, info), out, count);
-  record(info, started, false, -1);
+  record(info, started, computing, false, -1);
   return info;
 }
 
@@ -410,6 +417,7 @@ FrameInfo Stream::Impl::img2img_f32(const float* in, float* out, int width, int 
   require(in != nullptr && out != nullptr, "img2img_f32: null input or output");
   const auto started = Clock::now();
   std::lock_guard<std::mutex> exec(model->exec);
+  const auto computing = Clock::now();  // after any wait for another stream's frame
   Plan& p = plan_for(width, height, "img2img_f32");
   const sd::Tensor& buf = p.stream->input_buffer();
   float* dst = buf.data_as<float>();
@@ -417,7 +425,7 @@ FrameInfo Stream::Impl::img2img_f32(const float* in, float* out, int width, int 
   FrameInfo info;
   const sd::Tensor y = run_img2img(p, info);
   std::memcpy(out, y.data(), y.nbytes());
-  record(info, started, false, -1);
+  record(info, started, computing, false, -1);
   return info;
 }
 
@@ -425,6 +433,7 @@ FrameInfo Stream::Impl::img2img_async(const ImageView& in, Clock::time_point sub
                                       std::vector<uint8_t>& out, int& width, int& height,
                                       PixelFormat format) {
   std::lock_guard<std::mutex> exec(model->exec);
+  const auto computing = Clock::now();  // after any wait for another stream's frame
   sync();
   Plan& p = *active_;
   const sd::StreamSettings& s = p.stream->settings();
@@ -439,17 +448,18 @@ FrameInfo Stream::Impl::img2img_async(const ImageView& in, Clock::time_point sub
   height = s.height;
   out.resize(detail::row_bytes(width, format) * size_t(height));
   detail::write_output(y.data_as<float>(), MutableImageView{out.data(), width, height, 0, format});
-  record(info, submitted, true, tag);
+  record(info, submitted, computing, true, tag);
   return info;
 }
 
 FrameInfo Stream::Impl::txt2img(const MutableImageView* out, size_t count, bool turbo) {
   const auto started = Clock::now();
   std::lock_guard<std::mutex> exec(model->exec);
+  const auto computing = Clock::now();  // after any wait for another stream's frame
   Plan& p = plan_for(out, count, "txt2img output");
   FrameInfo info;
   write_outputs(p, run_txt2img(p, turbo, info), out, count);
-  record(info, started, false, -1);
+  record(info, started, computing, false, -1);
   return info;
 }
 
@@ -457,11 +467,12 @@ FrameInfo Stream::Impl::txt2img_f32(float* out, int width, int height, bool turb
   require(out != nullptr, "txt2img_f32: null output");
   const auto started = Clock::now();
   std::lock_guard<std::mutex> exec(model->exec);
+  const auto computing = Clock::now();  // after any wait for another stream's frame
   Plan& p = plan_for(width, height, "txt2img_f32");
   FrameInfo info;
   const sd::Tensor y = run_txt2img(p, turbo, info);
   std::memcpy(out, y.data(), y.nbytes());
-  record(info, started, false, -1);
+  record(info, started, computing, false, -1);
   return info;
 }
 

@@ -11,6 +11,12 @@
 #include "core/error.h"
 #include "io/video_ffmpeg.h"
 
+#ifdef SD_HAVE_AVDEVICE
+extern "C" {
+#include <libavdevice/avdevice.h>
+}
+#endif
+
 namespace sd {
 
 namespace ffmpeg {
@@ -44,6 +50,24 @@ using namespace ffmpeg;
 
 void set_video_log_errors_only() {
   av_log_set_level(AV_LOG_ERROR);
+}
+
+void set_video_log_quiet() {
+  av_log_set_level(AV_LOG_QUIET);
+}
+
+bool is_stream_path(const std::string& path) {
+  if (path == "-") return true;
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  return !ec && (st.type() == std::filesystem::file_type::fifo ||
+                 st.type() == std::filesystem::file_type::character);
+}
+
+bool is_capture_device(const std::string& path) {
+  std::error_code ec;
+  return path.rfind("/dev/video", 0) == 0 ||
+         std::filesystem::status(path, ec).type() == std::filesystem::file_type::character;
 }
 
 bool is_video_path(const std::string& path) {
@@ -90,7 +114,8 @@ struct VideoReader::Impl {
   int stream = -1;
   Rational fps;
   int64_t count = -1, estimated = -1, frames = 0;
-  std::string codec;
+  std::string codec, format_name;
+  bool stream_input = false, device = false;
   bool flushing = false, finished = false;
   // What the converter was set up for.
   int sws_width = 0, sws_height = 0, sws_format = -1, sws_colorspace = -1, sws_range = -1;
@@ -166,14 +191,59 @@ struct VideoReader::Impl {
   }
 };
 
-VideoReader::VideoReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
+namespace {
+
+// The demuxer for `path` and `o`: the one named, Video4Linux2 for a capture device, else none
+// (probed). Devices need libavdevice, registered once.
+const AVInputFormat* input_format_for(const std::string& path, const VideoInputOptions& o) {
+  std::string name = o.format;
+  if (name.empty() && is_capture_device(path)) name = "video4linux2";
+  if (name.empty()) return nullptr;
+  if (name == "v4l2") name = "video4linux2";
+  if (name == "y4m") name = "yuv4mpegpipe";
+#ifdef SD_HAVE_AVDEVICE
+  static std::once_flag devices;
+  std::call_once(devices, [] { avdevice_register_all(); });
+#endif
+  const AVInputFormat* f = av_find_input_format(name.c_str());
+#ifndef SD_HAVE_AVDEVICE
+  SD_CHECK(f || name != "video4linux2", "video '", path,
+           "': this build has no libavdevice, so cameras (v4l2) cannot be opened");
+#endif
+  SD_CHECK(f, "video '", path, "': FFmpeg has no input format named '", o.format,
+           "' (e.g. mjpeg, yuv4mpegpipe, rawvideo, v4l2; `ffmpeg -demuxers` lists them)");
+  return f;
+}
+
+}  // namespace
+
+VideoReader::VideoReader(const std::string& path, const VideoInputOptions& options)
+    : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   m.path = path;
-  SD_CHECK(std::filesystem::is_regular_file(path), "video '", path, "' does not exist");
+  m.stream_input = is_stream_path(path);
+  std::error_code ec;
+  SD_CHECK(m.stream_input || std::filesystem::is_regular_file(path, ec), "video '", path,
+           "' does not exist");
+  const AVInputFormat* format = input_format_for(path, options);
+  m.device = format && std::string(format->name) == "video4linux2";
+  AVDictionary* opts = nullptr;
+  if (!options.size.empty()) av_dict_set(&opts, "video_size", options.size.c_str(), 0);
+  if (!options.pixel_format.empty())
+    av_dict_set(&opts, m.device ? "input_format" : "pixel_format", options.pixel_format.c_str(), 0);
+  if (!options.frame_rate.empty()) av_dict_set(&opts, "framerate", options.frame_rate.c_str(), 0);
   AVFormatContext* raw = nullptr;
-  int r = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
+  int r = avformat_open_input(&raw, path == "-" ? "pipe:0" : path.c_str(), format, &opts);
+  std::string unused;
+  const AVDictionaryEntry* e = nullptr;
+  while ((e = av_dict_get(opts, "", e, AV_DICT_IGNORE_SUFFIX)))
+    unused += std::string(unused.empty() ? "" : ", ") + e->key;
+  av_dict_free(&opts);
   if (r < 0) fail("cannot open video '", path, "': ", error_text(r));
   m.format.reset(raw);
+  SD_CHECK(unused.empty(), "video '", path, "': the input format ", raw->iformat->name,
+           " does not take ", unused);
+  m.format_name = raw->iformat->name;
   r = avformat_find_stream_info(raw, nullptr);
   if (r < 0) fail("video '", path, "': cannot read stream information: ", error_text(r));
   const AVCodec* codec = nullptr;
@@ -233,6 +303,15 @@ int64_t VideoReader::estimated_frame_count() const {
 }
 const std::string& VideoReader::codec_name() const {
   return impl_->codec;
+}
+const std::string& VideoReader::format_name() const {
+  return impl_->format_name;
+}
+bool VideoReader::is_stream() const {
+  return impl_->stream_input;
+}
+bool VideoReader::is_device() const {
+  return impl_->device;
 }
 int64_t VideoReader::frames_read() const {
   return impl_->frames;

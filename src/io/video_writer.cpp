@@ -1,5 +1,5 @@
-// VideoWriter: RGB Images -> yuv420p -> encoder -> muxer -> "<path>.partial" -> <path>.
-// See video.h for the encoder choice and the temporary-file contract.
+// VideoWriter: RGB Images -> the encoder's pixel format -> encoder -> muxer -> "<path>.partial"
+// -> <path> (or stdout). See video.h for the encoder choice and the temporary-file contract.
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -46,15 +46,41 @@ void configure_encoder(AVCodecContext& enc, const std::string& name, AVDictionar
     av_dict_set(opts, "crf", "10", 0);
     av_dict_set(opts, "deadline", "good", 0);
     av_dict_set(opts, "cpu-used", "4", 0);
-  } else {  // mpeg4: fixed quantiser 3 (of 1..31)
+  } else if (name != "rawvideo" && name != "wrapped_avframe") {  // mpeg4, mjpeg: quantiser 3
     enc.flags |= AV_CODEC_FLAG_QSCALE;
     enc.global_quality = FF_QP2LAMBDA * 3;
   }
 }
 
+// The stream formats (for stdout, or any path with VideoOutputOptions::format).
+struct StreamFormat {
+  const char* name;     // as the user gives it
+  const char* muxer;    // FFmpeg's
+  const char* encoder;  // FFmpeg's
+  AVPixelFormat pixels;
+};
+constexpr StreamFormat kStreamFormats[] = {
+    {"y4m", "yuv4mpegpipe", "wrapped_avframe", AV_PIX_FMT_YUV420P},  // FFmpeg 5's y4m muxer
+    {"rawvideo", "rawvideo", "rawvideo", AV_PIX_FMT_RGB24},
+    {"mjpeg", "mjpeg", "mjpeg", AV_PIX_FMT_YUVJ420P},
+};
+
+const StreamFormat* stream_format(const std::string& path, const std::string& format) {
+  std::string name = format;
+  if (name.empty() && lower_extension(path) == ".y4m") name = "y4m";
+  if (name == "yuv4mpegpipe") name = "y4m";
+  if (name.empty()) return nullptr;
+  for (const StreamFormat& f : kStreamFormats)
+    if (name == f.name) return &f;
+  fail("video '", path, "': cannot write the format '", format,
+       "' (use y4m, rawvideo or mjpeg, or a file extension: .mp4, .mkv, .mov, .avi, .webm)");
+}
+
 }  // namespace
 
-std::string video_encoder_for(const std::string& path) {
+std::string video_encoder_for(const std::string& path, const std::string& format) {
+  if (const StreamFormat* f = stream_format(path, format)) return f->encoder;
+  SD_CHECK(path != "-", "video '-' (stdout): give a format: y4m, rawvideo or mjpeg");
   const std::string ext = lower_extension(path);
   if (ext == ".mp4" || ext == ".m4v" || ext == ".mkv" || ext == ".mov")
     return have_encoder("libx264") ? "libx264" : "mpeg4";
@@ -69,7 +95,8 @@ std::string video_encoder_for(const std::string& path) {
 }
 
 struct VideoWriter::Impl {
-  std::string path, partial, codec;
+  std::string path, partial, codec, muxer;
+  bool to_stdout = false;
   int width = 0, height = 0;
   OutputContext format;
   CodecContext encoder;
@@ -81,6 +108,16 @@ struct VideoWriter::Impl {
   int64_t last_time = -1, frames = 0;
   bool finished = false;
 
+  // The file being written, for messages.
+  std::string target() const { return to_stdout ? std::string("stdout") : "'" + partial + "'"; }
+
+  // Fails for a write error `err`: VideoPipeClosed when the reader of stdout went away.
+  [[noreturn]] void fail_writing(const char* what, int err) const {
+    if (to_stdout && err == AVERROR(EPIPE))
+      throw VideoPipeClosed(detail::concat("video '", path, "': the reader of stdout closed it"));
+    fail("video '", path, "': ", what, " ", target(), " failed: ", error_text(err));
+  }
+
   // Moves every packet the encoder has ready into the muxer.
   void drain() {
     for (;;) {
@@ -90,36 +127,44 @@ struct VideoWriter::Impl {
       av_packet_rescale_ts(packet.get(), encoder->time_base, stream->time_base);
       packet->stream_index = stream->index;
       const int w = av_interleaved_write_frame(format.get(), packet.get());
-      if (w < 0) fail("video '", path, "': writing '", partial, "' failed: ", error_text(w));
+      if (w < 0) fail_writing("writing", w);
     }
   }
 
   void remove_partial() {
     format.reset();  // closes the file first
+    if (to_stdout) return;
     std::error_code ec;
     std::filesystem::remove(partial, ec);
   }
 };
 
-VideoWriter::VideoWriter(const std::string& path, int width, int height, Rational fps)
+VideoWriter::VideoWriter(const std::string& path, int width, int height, Rational fps,
+                         const VideoOutputOptions& options)
     : impl_(std::make_unique<Impl>()), uncaught_at_start_(std::uncaught_exceptions()) {
   Impl& m = *impl_;
   m.path = path;
-  m.partial = path + ".partial";
+  m.to_stdout = path == "-";
+  m.partial = m.to_stdout ? "pipe:1" : path + ".partial";
   m.width = width;
   m.height = height;
   SD_CHECK(width > 0 && height > 0, "video '", path, "': bad frame size ", width, "x", height);
-  SD_CHECK(width % 2 == 0 && height % 2 == 0, "video '", path, "': the frame size ", width, "x",
-           height, " is odd; yuv420p video needs even width and height");
   SD_CHECK(fps.valid(), "video '", path, "': bad frame rate ", fps.num, "/", fps.den);
-  m.codec = video_encoder_for(path);
+  const StreamFormat* stream_fmt = stream_format(path, options.format);
+  const AVPixelFormat pixels = stream_fmt ? stream_fmt->pixels : AV_PIX_FMT_YUV420P;
+  SD_CHECK(pixels == AV_PIX_FMT_RGB24 || (width % 2 == 0 && height % 2 == 0), "video '", path,
+           "': the frame size ", width, "x", height,
+           " is odd; yuv420p video needs even width and height");
+  m.codec = video_encoder_for(path, options.format);
   const AVCodec* codec = avcodec_find_encoder_by_name(m.codec.c_str());
   SD_CHECK(codec, "video '", path, "': this FFmpeg build has no ", m.codec, " encoder");
 
   AVFormatContext* raw = nullptr;
-  int r = avformat_alloc_output_context2(&raw, nullptr, nullptr, path.c_str());
+  int r = avformat_alloc_output_context2(&raw, nullptr, stream_fmt ? stream_fmt->muxer : nullptr,
+                                         m.to_stdout ? nullptr : path.c_str());
   if (r < 0 || !raw) fail("video '", path, "': no muxer for this name: ", error_text(r));
   m.format.reset(raw);
+  m.muxer = raw->oformat->name;
   // The muxer writes (and, for +faststart, re-reads) ctx->url: the partial name.
   av_freep(&raw->url);
   raw->url = av_strdup(m.partial.c_str());
@@ -130,18 +175,22 @@ VideoWriter::VideoWriter(const std::string& path, int width, int height, Rationa
   SD_CHECK(raw->url && m.stream && m.encoder && m.frame && m.packet, "video '", path,
            "': out of memory");
 
+  const bool rgb = pixels == AV_PIX_FMT_RGB24;
   AVCodecContext& enc = *m.encoder;
   enc.width = width;
   enc.height = height;
-  enc.pix_fmt = AV_PIX_FMT_YUV420P;
+  enc.pix_fmt = pixels;
   enc.time_base = AVRational{fps.den, fps.num};
   enc.framerate = AVRational{fps.num, fps.den};
   enc.sample_aspect_ratio = AVRational{1, 1};
-  enc.colorspace = AVCOL_SPC_SMPTE170M;  // BT.601, as converted below
-  enc.color_primaries = AVCOL_PRI_SMPTE170M;
-  enc.color_trc = AVCOL_TRC_SMPTE170M;
-  enc.color_range = AVCOL_RANGE_MPEG;
-  enc.chroma_sample_location = AVCHROMA_LOC_LEFT;
+  if (!rgb) {
+    enc.colorspace = AVCOL_SPC_SMPTE170M;  // BT.601, as converted below
+    enc.color_primaries = AVCOL_PRI_SMPTE170M;
+    enc.color_trc = AVCOL_TRC_SMPTE170M;
+    enc.color_range = pixels == AV_PIX_FMT_YUVJ420P ? AVCOL_RANGE_JPEG : AVCOL_RANGE_MPEG;
+    enc.chroma_sample_location =
+        pixels == AV_PIX_FMT_YUVJ420P ? AVCHROMA_LOC_CENTER : AVCHROMA_LOC_LEFT;
+  }
   if (raw->oformat->flags & AVFMT_GLOBALHEADER) enc.flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   AVDictionary* opts = nullptr;
   configure_encoder(enc, m.codec, &opts);
@@ -154,19 +203,20 @@ VideoWriter::VideoWriter(const std::string& path, int width, int height, Rationa
   m.stream->avg_frame_rate = enc.framerate;
 
   r = avio_open(&raw->pb, m.partial.c_str(), AVIO_FLAG_WRITE);
-  if (r < 0) fail("video '", path, "': cannot create '", m.partial, "': ", error_text(r));
+  if (r < 0) fail("video '", path, "': cannot create ", m.target(), ": ", error_text(r));
   AVDictionary* mux_opts = nullptr;
   const std::string ext = lower_extension(path);
-  if (ext == ".mp4" || ext == ".m4v" || ext == ".mov")
+  if (!stream_fmt && (ext == ".mp4" || ext == ".m4v" || ext == ".mov"))
     av_dict_set(&mux_opts, "movflags", "+faststart", 0);
   r = avformat_write_header(raw, &mux_opts);
   av_dict_free(&mux_opts);
   if (r < 0) {
     m.remove_partial();
+    if (m.to_stdout && r == AVERROR(EPIPE)) m.fail_writing("writing the header to", r);
     fail("video '", path, "': cannot write the header: ", error_text(r));
   }
 
-  m.frame->format = AV_PIX_FMT_YUV420P;
+  m.frame->format = pixels;
   m.frame->width = width;
   m.frame->height = height;
   m.frame->colorspace = enc.colorspace;
@@ -177,15 +227,19 @@ VideoWriter::VideoWriter(const std::string& path, int width, int height, Rationa
     m.remove_partial();
     fail("video '", path, "': ", error_text(r));
   }
-  // Chroma is sampled at the H.264 / MPEG-2 "left" position (x 0, y 0.5 luma rows), tagged so.
-  m.sws.reset(make_converter(width, height, AV_PIX_FMT_RGB24, AV_PIX_FMT_YUV420P,
-                             SWS_BILINEAR | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INP, -1, -1, 0, 128));
+  // yuv420p: chroma at the H.264 / MPEG-2 "left" position (x 0, y 0.5 luma rows), tagged so;
+  // JPEG's yuvj420p: centred, full range.
+  const bool jpeg = pixels == AV_PIX_FMT_YUVJ420P;
+  m.sws.reset(make_converter(width, height, AV_PIX_FMT_RGB24, pixels,
+                             SWS_BILINEAR | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INP, -1, -1,
+                             rgb ? -1 : (jpeg ? 128 : 0), rgb ? -1 : 128));
   if (!m.sws) {
     m.remove_partial();
-    fail("video '", path, "': no RGB to yuv420p converter");
+    fail("video '", path, "': no RGB to ", av_get_pix_fmt_name(pixels), " converter");
   }
-  sws_setColorspaceDetails(m.sws.get(), sws_getCoefficients(SWS_CS_DEFAULT), 1,
-                           sws_getCoefficients(SWS_CS_ITU601), 0, 0, 1 << 16, 1 << 16);
+  if (!rgb)
+    sws_setColorspaceDetails(m.sws.get(), sws_getCoefficients(SWS_CS_DEFAULT), 1,
+                             sws_getCoefficients(SWS_CS_ITU601), jpeg ? 1 : 0, 0, 1 << 16, 1 << 16);
 }
 
 VideoWriter::~VideoWriter() {
@@ -227,6 +281,8 @@ void VideoWriter::write(const Image& rgb, int64_t frame_time) {
   r = avcodec_send_frame(m.encoder.get(), m.frame.get());
   if (r < 0) fail("video '", m.path, "': encoding frame ", m.frames, " failed: ", error_text(r));
   m.drain();
+  if (m.to_stdout) avio_flush(m.format->pb);  // a live reader gets each frame now
+  if (m.to_stdout && m.format->pb->error < 0) m.fail_writing("writing", m.format->pb->error);
   m.last_time = frame_time;
   ++m.frames;
 }
@@ -240,10 +296,12 @@ void VideoWriter::close() {
     if (r < 0) fail("video '", m.path, "': flushing the encoder failed: ", error_text(r));
     m.drain();
     const int t = av_write_trailer(m.format.get());
-    if (t < 0) fail("video '", m.path, "': writing the trailer failed: ", error_text(t));
+    if (t < 0) m.fail_writing("writing the trailer to", t);
+    if (m.to_stdout) avio_flush(m.format->pb);
     const int c = avio_closep(&m.format->pb);
-    if (c < 0) fail("video '", m.path, "': closing '", m.partial, "' failed: ", error_text(c));
+    if (c < 0) m.fail_writing("closing", c);
     m.format.reset();
+    if (m.to_stdout) return;
     std::error_code ec;
     std::filesystem::rename(m.partial, m.path, ec);
     if (ec) fail("video '", m.path, "': renaming '", m.partial, "' failed: ", ec.message());
@@ -265,6 +323,9 @@ const std::string& VideoWriter::path() const {
 }
 const std::string& VideoWriter::codec_name() const {
   return impl_->codec;
+}
+const std::string& VideoWriter::format_name() const {
+  return impl_->muxer;
 }
 int64_t VideoWriter::frames_written() const {
   return impl_->frames;

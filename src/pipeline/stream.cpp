@@ -173,7 +173,7 @@ void Stream::prepare_embeddings(const Tensor& cond, const Tensor& uncond) {
   build_row_constants();
 
   const Shape lat{rows_, lh_, lw_, lc_};
-  gen_.manual_seed(s_.seed);
+  gen_.seed_wide(s_.seed);
   std::vector<float> scratch;
   init_noise_ = Tensor::host(lat, DType::F32);
   draw_nhwc(gen_, scratch, init_noise_.data_as<float>(), rows_, lh_, lw_, lc_);
@@ -269,7 +269,7 @@ void Stream::reset_state() {
   ssf_.reset(frame_in_.numel());
   has_output_ = false;
   // The generator as prepare() leaves it: seeded, then advanced past init_noise's draw.
-  gen_.manual_seed(s_.seed);
+  gen_.seed_wide(s_.seed);
   draw_nhwc(gen_, draw_scratch_, noise_tmp_.data_as<float>(), rows_, lh_, lw_, lc_);
 }
 
@@ -285,7 +285,7 @@ void Stream::update_t_index_list(const std::vector<int>& t_index_list) {
 void Stream::set_seed(uint64_t seed) {
   s_.seed = seed;
   if (!prepared_) return;
-  gen_.manual_seed(seed);
+  gen_.seed_wide(seed);
   std::vector<float> scratch;
   draw_nhwc(gen_, scratch, init_noise_.data_as<float>(), rows_, lh_, lw_, lc_);
 }
@@ -296,7 +296,7 @@ void Stream::noise_for_seed(uint64_t seed, Tensor& out) const {
            "stream: noise buffer ", out.shape().str(), " must be host f32 [", rows_, ", ", lh_,
            ", ", lw_, ", ", lc_, "]");
   TorchGenerator gen;
-  gen.manual_seed(seed);
+  gen.seed_wide(seed);
   std::vector<float> scratch;
   draw_nhwc(gen, scratch, out.data_as<float>(), rows_, lh_, lw_, lc_);
 }

@@ -28,7 +28,8 @@
 //
 // Randomness: init_noise is torch.randn((B, 4, h, w), generator=manual_seed(seed)) drawn with
 // TorchGenerator (torch_random.h), so a seed gives the original's noise; the same generator
-// then supplies the sequential mode's re-noising and txt2img's latents.
+// then supplies the sequential mode's re-noising and txt2img's latents. Seeds from 2^32 on,
+// which torch would fold onto their low 32 bits, get noise of their own (seed_wide).
 //
 // Defects of the original fixed here on purpose (tools/make_stream_fixtures.py patches the
 // reference the same way and checks the unpatched original gives identical frames where the

@@ -122,6 +122,14 @@ void TorchGenerator::manual_seed(uint64_t seed) {
   next_double_normal_.reset();
 }
 
+void TorchGenerator::seed_wide(uint64_t seed) {
+  if (seed <= 0xffffffffu) return manual_seed(seed);
+  seed_ = seed;
+  std::seed_seq seq{uint32_t(seed & 0xffffffffu), uint32_t(seed >> 32)};
+  engine_.seed(seq);
+  next_double_normal_.reset();
+}
+
 uint64_t TorchGenerator::random64() {
   const uint64_t hi = random();
   const uint64_t lo = random();

@@ -36,6 +36,11 @@ class TorchGenerator {
   explicit TorchGenerator(uint64_t seed = kDefaultSeed) { manual_seed(seed); }
 
   void manual_seed(uint64_t seed);
+  // A stream's seed, all 64 bits of it: below 2^32 exactly manual_seed (torch's noise, so the
+  // original's); from 2^32 on, MT19937 initialised with std::seed_seq from both 32-bit halves.
+  // torch itself ignores the high half (2^32 would give 0's noise), which makes 64-bit seeds
+  // collide; these seeds have no torch counterpart to match, so each gets its own stream.
+  void seed_wide(uint64_t seed);
   uint64_t initial_seed() const { return seed_; }
 
   uint32_t random() { return uint32_t(engine_()); }
