@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   streamdiff::cli::register_info(app);
   streamdiff::cli::register_stream(app);
   streamdiff::cli::register_bench(app);
+  streamdiff::cli::register_serve(app);
   // FFmpeg prints warnings (and libx264 its statistics) by default; every failure also becomes
   // an error message here, so only FFmpeg's errors are worth showing.
   streamdiff::set_video_log_errors_only();

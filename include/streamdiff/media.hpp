@@ -29,7 +29,10 @@ struct Image {
 
 // PNG or JPEG (sniffed from the bytes): alpha dropped, gray to RGB, 16-bit scaled to 8.
 STREAMDIFF_API Image read_image(const std::string& path);
-STREAMDIFF_API Image decode_image(const uint8_t* data, size_t size, const std::string& name);
+// max_side: the largest width or height accepted (at most 32768), checked on the header before
+// any pixel memory is allocated; for untrusted input such as a server's clients.
+STREAMDIFF_API Image decode_image(const uint8_t* data, size_t size, const std::string& name,
+                                  int max_side = 1 << 15);
 // The format follows the extension (.png, .jpg, .jpeg).
 STREAMDIFF_API void write_image(const std::string& path, const Image& image, int jpeg_quality = 92);
 STREAMDIFF_API std::vector<uint8_t> encode_jpeg(const Image& image, int quality = 92);
