@@ -56,9 +56,10 @@ void jpeg_costs(const Image& portrait) {
   const std::vector<uint8_t> jpeg = encode_jpeg(frame, 90);
   const auto dec = sd::bench::time_it([&] { decode_image(jpeg.data(), jpeg.size(), "f"); }, 50);
   const auto enc = sd::bench::time_it([&] { encode_jpeg(frame, 85); }, 50);
-  std::printf("  server work per 512² frame: JPEG decode %.2f / %.2f ms, encode %.2f / %.2f ms "
-              "(min / median of 50; input %zu bytes)\n",
-              dec.min_ms, dec.median_ms, enc.min_ms, enc.median_ms, jpeg.size());
+  std::printf(
+      "  server work per 512² frame: JPEG decode %.2f / %.2f ms, encode %.2f / %.2f ms "
+      "(min / median of 50; input %zu bytes)\n",
+      dec.min_ms, dec.median_ms, enc.min_ms, enc.median_ms, jpeg.size());
 }
 
 // Runs `clients` clients against a fresh server for `seconds` once all are connected.
@@ -81,7 +82,8 @@ void load_row(const Model& model, const StreamConfig& config, const Image& portr
       test::WsClient ws(port, uuid(c));
       if (!ws.read_until("send_frame")) return;
       ++connected;
-      while (connected < clients && !stop) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      while (connected < clients && !stop)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
       while (!stop) {
         ws.frame({{"width", config.width}, {"height", config.height}}, jpeg);
         if (!ws.read_until("send_frame")) return;
@@ -112,10 +114,11 @@ void load_row(const Model& model, const StreamConfig& config, const Image& portr
   std::sort(p50.begin(), p50.end());
   std::sort(compute.begin(), compute.end());
   const double fps = double(after - before) / wall;
-  std::printf("  %2d client%s: %6.2f frames/s in all, %6.2f per client; latency p50 %.0f ms "
-              "(median over clients); engine %.1f ms per frame\n",
-              clients, clients == 1 ? " " : "s", fps, fps / clients, p50[p50.size() / 2],
-              compute[compute.size() / 2]);
+  std::printf(
+      "  %2d client%s: %6.2f frames/s in all, %6.2f per client; latency p50 %.0f ms "
+      "(median over clients); engine %.1f ms per frame\n",
+      clients, clients == 1 ? " " : "s", fps, fps / clients, p50[p50.size() / 2],
+      compute[compute.size() / 2]);
 }
 
 }  // namespace
@@ -133,8 +136,10 @@ SD_BENCH("serve") {
   c.width = c.height = 256;
   c.t_index_list = {32, 45};
   c.prompt = "an oil painting";
-  std::printf("  tiny model (tests/fixtures/tiny_sd + tiny TAESD), 256², t_index [32, 45], "
-              "cfg self, %s:\n", small.info().backend.c_str());
+  std::printf(
+      "  tiny model (tests/fixtures/tiny_sd + tiny TAESD), 256², t_index [32, 45], "
+      "cfg self, %s:\n",
+      small.info().backend.c_str());
   for (int n : client_counts()) load_row(small, c, portrait, n, seconds);
 
   if (env_or("SD_BENCH_SERVE_FULL", "1") == "0") return;
@@ -144,7 +149,9 @@ SD_BENCH("serve") {
   const Model turbo = Model::random("sd21", full);
   c.t_index_list = {35};
   c.cfg_type = CfgType::None;
-  std::printf("  full-size sd-turbo architecture (random weights) + full TAESD, 256², one step, "
-              "%s:\n", turbo.info().backend.c_str());
+  std::printf(
+      "  full-size sd-turbo architecture (random weights) + full TAESD, 256², one step, "
+      "%s:\n",
+      turbo.info().backend.c_str());
   for (int n : client_counts()) load_row(turbo, c, portrait, n, seconds * 6);
 }

@@ -7,7 +7,7 @@ SUDO=""
 pkgs=(build-essential cmake ninja-build pkg-config
       libdnnl-dev ocl-icd-opencl-dev opencl-c-headers
       libpng-dev libturbojpeg0-dev nlohmann-json3-dev libcli11-dev
-      libgtest-dev ccache zlib1g-dev python3 python3-venv
+      libgtest-dev ccache zlib1g-dev python3 python3-venv libboost-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev)
 missing=()
 for p in "${pkgs[@]}"; do

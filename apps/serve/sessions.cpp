@@ -71,7 +71,6 @@ void Session::run_frame() {
     in = std::move(*pending_);
     pending_.reset();
   }
-  if (on_frame_taken) on_frame_taken();  // the next frame travels while this one computes
   const auto t0 = Clock::now();
   try {
     apply_params(in.params, stream_, current_);
@@ -104,6 +103,7 @@ void Session::run_frame() {
     return;
   }
   cv_.notify_all();
+  if (on_frame_done) on_frame_done();  // the client captures its next frame now: a fresh one
 }
 
 std::pair<Jpeg, uint64_t> Session::latest() const {

@@ -5,11 +5,12 @@
 // its newest output JPEG. Frames of different clients never mix: each Stream only ever sees its
 // own client's frames.
 //
-// Live input: a session holds at most one waiting frame; a newer one replaces it (counted as
-// dropped, its parameters merged into the newer one's), so there is no backlog and the latency
-// stays about one frame time however slow the machine is. The protocol keeps even that rare: the
-// server asks a client for its next frame ("send_frame") when the engine takes its current one,
-// so the next frame travels and decodes while this one computes.
+// Live input: the server asks a client for its next frame ("send_frame") when the output of its
+// current one is out, so the client captures a fresh frame then and the latency of one client
+// stays about one frame time (plus the frame's trip) however slow the machine is: no frame waits
+// behind an older one of its own. Should a client send unasked anyway, its session holds at most
+// one waiting frame: a newer one replaces it (counted as dropped, its parameters merged into the
+// newer one's), so there is never a backlog.
 //
 // Scheduling is round robin over the sessions with a waiting frame: one engine thread runs one
 // frame at a time (the model serializes its streams anyway; on a CPU one frame already uses all
@@ -66,9 +67,9 @@ class Session {
   // Waits until an output newer than `seq` exists or the session closes (or `timeout` passes);
   // the newest output and its number, null/0 when none.
   std::pair<Jpeg, uint64_t> wait_newer(uint64_t seq, std::chrono::milliseconds timeout) const;
-  // Called (from the engine thread) when the engine took the waiting frame: the client may send
-  // the next one. Set before the first offer.
-  std::function<void()> on_frame_taken;
+  // Called (from the engine thread) when a frame's output is out: the client may send the next
+  // one. Set before the first offer.
+  std::function<void()> on_frame_done;
   // Called (from the engine thread) when a frame failed: the message for the client.
   std::function<void(const std::string&)> on_error;
 

@@ -72,7 +72,7 @@ void WsSession::opened(std::shared_ptr<Session> session, const std::string& erro
   ctx_.ws.add(uuid_, weak_from_this());
   std::weak_ptr<WsSession> weak = weak_from_this();
   auto executor = ws_.get_executor();
-  session_->on_frame_taken = [weak, executor] {
+  session_->on_frame_done = [weak, executor] {
     net::post(executor, [weak] {
       if (auto self = weak.lock(); self && !self->closing_) self->send({{"status", "send_frame"}});
     });

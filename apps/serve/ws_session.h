@@ -1,10 +1,10 @@
 // WS /api/ws/{uuid}: one client's WebSocket, speaking the original demo's protocol
 // (docs/protocol.md):
-//   server: {"status":"connected","message":"Connected"}, {"status":"wait"},
-//   {"status":"send_frame"} client, per send_frame: text {"status":"next_frame"}, text {params},
-//   binary JPEG server: {"status":"send_frame"} again when the engine has taken the frame; on a
-//   full server
-//   {"status":"error","message":"Server is full"} and a close; when idle {"status":"timeout",...}.
+//   server  {"status":"connected","message":"Connected"}, {"status":"wait"},
+//   {"status":"send_frame"} client  per send_frame: text {"status":"next_frame"}, text {params},
+//   binary JPEG server  {"status":"send_frame"} again when that frame's output is out;
+//           on a full server {"status":"error","message":"Server is full"} and a close;
+//           when idle {"status":"timeout",...} and a close.
 // Any other sequence (a binary before the params, bad JSON, a bad parameter, a JPEG that does not
 // decode or is too large) gets {"status":"error","message":...} naming it, and a close; the other
 // clients are not affected. Messages above the size limit are refused by the WebSocket layer
