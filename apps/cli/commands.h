@@ -54,5 +54,6 @@ void register_encode_prompt(CLI::App& app);
 void register_info(CLI::App& app);
 void register_stream(CLI::App& app);  // img2img, vid2vid, txt2img
 void register_bench(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace streamdiff::cli

@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
   streamdiff::cli::register_info(app);
   streamdiff::cli::register_stream(app);
   streamdiff::cli::register_bench(app);
+  streamdiff::cli::register_serve(app);
   // FFmpeg prints warnings, errors and (libx264) statistics of its own; every failure also
   // becomes an error message here that names the file and FFmpeg's reason, so it prints nothing.
   streamdiff::set_video_log_quiet();

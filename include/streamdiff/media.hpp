@@ -29,7 +29,10 @@ struct Image {
 
 // PNG or JPEG (sniffed from the bytes): alpha dropped, gray to RGB, 16-bit scaled to 8.
 STREAMDIFF_API Image read_image(const std::string& path);
-STREAMDIFF_API Image decode_image(const uint8_t* data, size_t size, const std::string& name);
+// max_side: the largest width or height accepted (at most 32768), checked on the header before
+// any pixel memory is allocated; for untrusted input such as a server's clients.
+STREAMDIFF_API Image decode_image(const uint8_t* data, size_t size, const std::string& name,
+                                  int max_side = 1 << 15);
 // The format follows the extension (.png, .jpg, .jpeg).
 STREAMDIFF_API void write_image(const std::string& path, const Image& image, int jpeg_quality = 92);
 STREAMDIFF_API std::vector<uint8_t> encode_jpeg(const Image& image, int quality = 92);
@@ -128,12 +131,10 @@ class STREAMDIFF_API VideoWriter {
   std::unique_ptr<Impl> impl_;
 };
 
-// Makes FFmpeg log errors only (its default also prints warnings and stream details). This
-// changes FFmpeg's process-wide log level, so the library never calls it on its own: an
-// application that wants quiet video IO calls it once (the CLI does).
-STREAMDIFF_API void set_video_log_errors_only();
-// Makes FFmpeg print nothing: every failure still reaches the application as an Error naming the
-// file and FFmpeg's reason. Process-wide like the above (the CLI calls it).
+// Makes FFmpeg print nothing (its default prints warnings and stream details): every failure still
+// reaches the application as an Error naming the file and FFmpeg's reason. This changes FFmpeg's
+// process-wide log level, so the library never calls it on its own: an application that wants
+// quiet video IO calls it once (the CLI does).
 STREAMDIFF_API void set_video_log_quiet();
 
 // The encoder VideoWriter would use for `path` in this build; throws for another extension.

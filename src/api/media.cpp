@@ -70,11 +70,13 @@ Image read_image(const std::string& path) {
   return guarded(Status::Io, [&] { return from_sd(sd::read_image(path)); });
 }
 
-Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
+Image decode_image(const uint8_t* data, size_t size, const std::string& name, int max_side) {
   return guarded(Status::Io, [&] {
     require(data != nullptr || size == 0, "decode_image '", name, "': null data of ", size,
             " bytes");
-    return from_sd(sd::decode_image(data, size, name));
+    require(max_side > 0 && max_side <= (1 << 15), "decode_image '", name, "': max_side ",
+            max_side, " is not in [1, 32768]");
+    return from_sd(sd::decode_image(data, size, name, max_side));
   });
 }
 
@@ -119,10 +121,6 @@ Image resize_cover(const Image& image, int width, int height) {
             " is not positive");
     return from_sd(sd::resize_cover(to_sd(image), width, height));
   });
-}
-
-void set_video_log_errors_only() {
-  sd::set_video_log_errors_only();
 }
 
 void set_video_log_quiet() {

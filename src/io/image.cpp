@@ -22,10 +22,10 @@ namespace {
 // Images larger than this per side are rejected before any pixel buffer is allocated.
 constexpr int kMaxSide = 1 << 15;
 
-void check_size(int width, int height, const std::string& what) {
+void check_size(int width, int height, const std::string& what, int max_side = kMaxSide) {
   SD_CHECK(width > 0 && height > 0, what, ": zero-sized image (", width, "x", height, ")");
-  SD_CHECK(width <= kMaxSide && height <= kMaxSide, what, ": image ", width, "x", height,
-           " exceeds ", kMaxSide, " pixels per side");
+  SD_CHECK(width <= max_side && height <= max_side, what, ": image ", width, "x", height,
+           " exceeds ", max_side, " pixels per side");
 }
 
 void check_image(const Image& img, const std::string& what) {
@@ -155,7 +155,7 @@ std::string zero_size_or(const std::string& lib_message) {
   return lib_message;
 }
 
-Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
+Image decode_png(const uint8_t* data, size_t size, const std::string& name, int max_side) {
   PngCodec c;
   c.in = data;
   c.in_size = size;
@@ -167,6 +167,7 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
     fail("image '", name, "': invalid PNG: ", zero_size_or(msg));
   };
   if (!png_begin_read(&c, &img.width, &img.height)) failed();
+  check_size(img.width, img.height, "image '" + name + "'", max_side);
   img.rgb.resize(size_t(img.width) * size_t(img.height) * 3);
   std::vector<png_bytep> rows(size_t(img.height));
   for (int y = 0; y < img.height; ++y) rows[size_t(y)] = &img.rgb[size_t(y) * img.width * 3];
@@ -184,14 +185,14 @@ struct TjHandle {
   TjHandle& operator=(const TjHandle&) = delete;
 };
 
-Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name) {
+Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name, int max_side) {
   TjHandle tj(tjInitDecompress());
   Image img;
   int subsamp = 0, colorspace = 0;
   if (tjDecompressHeader3(tj.h, data, static_cast<unsigned long>(size), &img.width, &img.height,
                           &subsamp, &colorspace) != 0)
     fail("image '", name, "': invalid JPEG: ", zero_size_or(tjGetErrorStr2(tj.h)));
-  check_size(img.width, img.height, "image '" + name + "'");
+  check_size(img.width, img.height, "image '" + name + "'", max_side);
   const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
   const size_t pixels = size_t(img.width) * size_t(img.height);
   std::vector<uint8_t> cmyk_pixels(cmyk ? pixels * 4 : 0);
@@ -229,14 +230,15 @@ std::string lower_extension(const std::string& path) {
 
 // ---- public API --------------------------------------------------------------------------------
 
-Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
+Image decode_image(const uint8_t* data, size_t size, const std::string& name, int max_side) {
+  SD_CHECK(max_side > 0, "image '", name, "': max_side ", max_side, " must be positive");
   static const uint8_t kPngMagic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   SD_CHECK(size > 0, "image '", name, "': empty file, not an image");
   Image img;
   if (size >= 8 && std::memcmp(data, kPngMagic, 8) == 0) {
-    img = decode_png(data, size, name);
+    img = decode_png(data, size, name, std::min(max_side, kMaxSide));
   } else if (size >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff) {
-    img = decode_jpeg(data, size, name);
+    img = decode_jpeg(data, size, name, std::min(max_side, kMaxSide));
   } else {
     char head[32];
     std::snprintf(head, sizeof head, "%02x %02x %02x %02x", data[0], size > 1 ? data[1] : 0,

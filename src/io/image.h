@@ -22,7 +22,10 @@ struct Image {
 };
 
 Image read_image(const std::string& path);  // PNG or JPEG, sniffed from the bytes
-Image decode_image(const uint8_t* data, size_t size, const std::string& name);
+// max_side: the largest width or height accepted, checked on the header before any pixel memory
+// is allocated (never above 32768).
+Image decode_image(const uint8_t* data, size_t size, const std::string& name,
+                   int max_side = 1 << 15);
 void write_image(const std::string& path, const Image& img, int jpeg_quality = 92);
 std::vector<uint8_t> encode_jpeg(const Image& img, int quality = 92);
 std::vector<uint8_t> encode_png(const Image& img);

@@ -48,10 +48,6 @@ SwsContext* make_converter(int width, int height, AVPixelFormat from, AVPixelFor
 
 using namespace ffmpeg;
 
-void set_video_log_errors_only() {
-  av_log_set_level(AV_LOG_ERROR);
-}
-
 void set_video_log_quiet() {
   av_log_set_level(AV_LOG_QUIET);
 }

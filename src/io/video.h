@@ -39,11 +39,9 @@ struct Rational {
   bool valid() const { return num > 0 && den > 0; }
 };
 
-// Makes FFmpeg (process-wide) log errors only. The library never calls it: FFmpeg's log level
-// belongs to the application (the CLI calls it; a host that uses FFmpeg itself keeps its own).
-void set_video_log_errors_only();
 // Makes FFmpeg (process-wide) print nothing; every failure is still an sd::Error with FFmpeg's
-// reason. For applications, as above.
+// reason. The library never calls it: FFmpeg's log level belongs to the application (the CLI
+// calls it; a host that uses FFmpeg itself keeps its own).
 void set_video_log_quiet();
 
 // True when `path`'s extension (case-insensitive) is one of the video containers FFmpeg is
