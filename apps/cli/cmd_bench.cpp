@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "pull_progress.h"
 #include "streamdiff/media.hpp"
 #include "streamdiff/tools.hpp"
 
@@ -239,11 +240,14 @@ void announce(const char* table, const std::string& ran) {
   std::fflush(stdout);
 }
 
-void run_bench(const BenchArgs& a) {
+void run_bench(const BenchArgs& args) {
+  BenchArgs a = args;  // with --model and --taesd as local paths (below)
   check(a.width > 0 && a.height > 0 && a.width % 8 == 0 && a.height % 8 == 0,
         "--width / --height must be positive multiples of 8, got ", a.width, "x", a.height);
   check(a.frames >= 1, "--frames must be at least 1, got ", a.frames);
   check(a.max_steps >= 1 && a.max_steps <= 50, "--max-steps must be in [1, 50], got ", a.max_steps);
+  if (!a.model.empty()) a.model = local_model(a.model, a.backend.pull);
+  if (!a.taesd.empty()) a.taesd = local_model(a.taesd, a.backend.pull);
   check(a.model.empty() || fs::is_directory(a.model), "--model '", a.model, "' is not a folder");
   BenchModels m = load_models(a);
   print_machine(a, m.taesd->info());

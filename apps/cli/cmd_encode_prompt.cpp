@@ -7,6 +7,7 @@
 #include <string>
 
 #include "commands.h"
+#include "pull_progress.h"
 #include "streamdiff/tools.hpp"
 
 namespace streamdiff::cli {
@@ -24,7 +25,7 @@ struct EncodePromptArgs {
 };
 
 void run_encode_prompt(const EncodePromptArgs& a) {
-  TextEncoder encoder = TextEncoder::load(a.model, a.backend);
+  TextEncoder encoder = TextEncoder::load(local_model(a.model, a.backend.pull), a.backend);
   check(a.clip_skip >= 0 && a.clip_skip <= encoder.num_layers(), "--clip-skip must be in [0, ",
         encoder.num_layers(), "], got ", a.clip_skip);
   std::printf("backend: %s\ntext encoder: %s\n", encoder.backend().c_str(),

@@ -16,8 +16,9 @@
 //
 // --model is a diffusers folder (unet/, text_encoder/, tokenizer/, and vae/ unless --taesd
 // names a TAESD folder, then vae/ is not read) or a single-file LDM checkpoint (.safetensors;
-// the built-in CLIP vocabulary). --lora PATH[:SCALE] fuses LoRA files (e.g. LCM-LoRA) into the
-// UNet and text encoder after loading, in the order given.
+// the built-in CLIP vocabulary); it, --taesd and --lora may be Hugging Face repository ids in
+// the cache (with --pull, those missing are downloaded first). --lora PATH[:SCALE] fuses LoRA files
+// (e.g. LCM-LoRA) into the UNet and text encoder after loading, in the order given.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -33,6 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "pull_progress.h"
 #include "stream_io.h"
 #include "streamdiff/media.hpp"
 #include "streamdiff/streamdiff.hpp"
@@ -98,8 +100,17 @@ StreamConfig config_from(const StreamArgs& a) {
   return s;
 }
 
-// The model path exists: checked before the input and output are opened.
-void check_model_path(const StreamArgs& a) {
+// --model, --taesd and the --lora paths as local paths (repository ids resolved in the Hugging
+// Face cache, pulled first with --pull), and the model path checked: before the input and
+// output are opened.
+void resolve_model_paths(StreamArgs& a) {
+  a.model = local_model(a.model, a.backend.pull);
+  if (!a.taesd.empty()) a.taesd = local_model(a.taesd, a.backend.pull);
+  for (std::string& spec : a.loras) {
+    const LoraSpec lora = parse_lora_spec(spec);
+    const std::string path = local_model(lora.path, a.backend.pull);
+    if (path != lora.path) spec = path + spec.substr(lora.path.size());  // keeps ":SCALE"
+  }
   std::error_code ec;
   check(fs::exists(a.model, ec), "--model '", a.model,
         "' does not exist (a diffusers model folder or a single-file .safetensors checkpoint)");
@@ -152,9 +163,9 @@ void write_stats_json(const std::string& path, const StreamStats& s, int64_t wri
   check(out.good(), "--stats-json: cannot write '", path, "'");
 }
 
-void run_img2img(const StreamArgs& a) {
+void run_img2img(StreamArgs a) {
   const StreamConfig config = config_from(a);
-  check_model_path(a);
+  resolve_model_paths(a);
   const Rational image_fps = parse_frame_rate(a.fps);
   std::unique_ptr<FrameSource> source = open_source(a.input, image_fps);
   check(!(a.fps_given && source->is_video()), "--fps is for image inputs; the video '", a.input,
@@ -248,10 +259,10 @@ void run_img2img(const StreamArgs& a) {
   std::printf("wrote %s\n", sink->describe().c_str());
 }
 
-void run_txt2img(const StreamArgs& a) {
+void run_txt2img(StreamArgs a) {
   const StreamConfig config = config_from(a);
   check(a.frames >= 1, "--frames must be at least 1, got ", a.frames);
-  check_model_path(a);
+  resolve_model_paths(a);
   check(is_image_path(a.output), "--output '", a.output, "' must end in .png, .jpg or .jpeg");
   Model model = load_model(a);
   Stream stream(model, config);
@@ -283,13 +294,16 @@ void run_txt2img(const StreamArgs& a) {
 void add_stream_options(CLI::App& cmd, StreamArgs& a) {
   cmd.add_option("--model", a.model,
                  "Diffusers model folder (unet/, text_encoder/, tokenizer/, vae/) or a "
-                 "single-file .safetensors checkpoint (SD 1.x / 2.x)")
+                 "single-file .safetensors checkpoint (SD 1.x / 2.x), or the Hugging Face "
+                 "repository id of one (e.g. stabilityai/sd-turbo; see `streamdiff pull`)")
       ->required();
   cmd.add_option("--lora", a.loras,
                  "LoRA file to fuse, PATH or PATH:SCALE (repeatable; e.g. LCM-LoRA for SD 1.5)");
   cmd.add_flag("--lora-allow-unmatched", a.lora_allow_unmatched,
                "Fuse a LoRA even when some of its layers match no weight (they are listed)");
-  cmd.add_option("--taesd", a.taesd, "TAESD folder to use instead of the model's vae/");
+  cmd.add_option("--taesd", a.taesd,
+                 "TAESD folder (or repository id, e.g. madebyollin/taesd) to use instead of the "
+                 "model's vae/");
   cmd.add_option("--prompt", a.prompt, "Prompt")->required();
   cmd.add_option("--negative", a.negative, "Negative prompt (cfg full / initialize)");
   cmd.add_option("--t-index", a.t_index, "Denoising steps used, e.g. 32,45")

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "commands.h"
+#include "pull_progress.h"
 #include "streamdiff/media.hpp"
 #include "streamdiff/tools.hpp"
 
@@ -79,7 +80,7 @@ void run_taesd(const TaesdArgs& a) {
   check(a.latents_in.empty() || !a.output.empty(), "--latents-in needs --output");
   check(a.repeat >= 1, "--repeat must be at least 1, got ", a.repeat);
 
-  Autoencoder model = Autoencoder::load_taesd(a.model, a.backend);
+  Autoencoder model = Autoencoder::load_taesd(local_model(a.model, a.backend.pull), a.backend);
   std::printf("backend: %s\nmodel: %s\n", model.backend().c_str(), model.description().c_str());
 
   TensorF32 latents;

@@ -17,6 +17,9 @@ void add_backend_options(CLI::App& cmd, ModelOptions& opts) {
       ->check(CLI::IsMember({"auto", "f32", "bf16"}))
       ->capture_default_str();
   cmd.add_option("--threads", opts.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  cmd.add_flag("--pull", opts.pull,
+               "Download models given as Hugging Face repository ids (org/name) that are not in "
+               "the cache yet (as `streamdiff pull` does)");
 }
 
 }  // namespace streamdiff::cli
@@ -31,6 +34,7 @@ int main(int argc, char** argv) {
   streamdiff::cli::register_info(app);
   streamdiff::cli::register_stream(app);
   streamdiff::cli::register_bench(app);
+  streamdiff::cli::register_pull(app);
   // FFmpeg prints warnings (and libx264 its statistics) by default; every failure also becomes
   // an error message here, so only FFmpeg's errors are worth showing.
   streamdiff::set_video_log_errors_only();
@@ -38,6 +42,8 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const streamdiff::cli::ExitCode& e) {
+    return e.code;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -122,11 +122,14 @@ class Puller {
   int64_t file_bytes_ = 0, file_size_ = -1, resumed_ = 0;
   int64_t bytes_done_ = 0, total_bytes_ = 0, received_ = 0;
   int files_done_ = 0, files_total_ = 0, files_cached_ = 0;
+  bool started_ = false;  // Start was emitted (the plan needs model_index.json first)
   Clock::time_point last_emit_{};
   std::deque<std::pair<Clock::time_point, int64_t>> samples_;  // (time, received_)
 };
 
 void Puller::emit(Kind kind, bool throttle) {
+  if (!started_ && kind != Kind::Start && kind != Kind::Done) return;  // Start comes first
+  if (kind == Kind::Start) started_ = true;
   const auto now = Clock::now();
   if (throttle && now - last_emit_ < std::chrono::milliseconds(100)) return;
   last_emit_ = now;
