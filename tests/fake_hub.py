@@ -220,6 +220,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ConnectionError:  # the client went away (a cancelled or cut transfer)
+            pass
+
     def do_HEAD(self) -> None:
         self.route(head=True)
 

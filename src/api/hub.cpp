@@ -88,8 +88,8 @@ std::string resolve_model_path(const std::string& path_or_repo_id, const std::st
     if (!found.empty()) return found;
     const std::string rev = revision == "main" ? "" : " --revision " + revision;
     throw Error(Status::Io, "'" + path_or_repo_id +
-                                "' is neither a local file or folder nor a model in the Hugging "
-                                "Face cache (" +
+                                "' is not a local file or folder, and is not in the Hugging Face "
+                                "cache (" +
                                 cache + "); fetch it with: streamdiff pull " + path_or_repo_id +
                                 rev + " (or load it with --pull / ModelOptions::pull)");
   });
