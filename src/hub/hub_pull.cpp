@@ -195,6 +195,7 @@ void Puller::check_http(const HttpResponse& r, const std::string& file) const {
 RepoListing Puller::list() {
   HttpResponse r;
   for (int attempt = 1;; ++attempt) {
+    r = HttpResponse();
     try {
       r = http().get(api_url());
       check_http(r, "");
@@ -346,10 +347,11 @@ std::string Puller::run() {
   const RepoListing listing = list();
   commit_ = listing.commit;
 
-  // A diffusers model's components come from its model_index.json: fetched first.
+  // A diffusers model's components come from its model_index.json: fetched first (unless
+  // include globs choose the files).
   nlohmann::json model_index;
   for (const RemoteFile& f : listing.files) {
-    if (f.path != "model_index.json") continue;
+    if (f.path != "model_index.json" || !req_.include.empty()) continue;
     if (!in_snapshot(f)) fetch(f);
     const std::string path = repo_.snapshot_file(commit_, f.path);
     std::ifstream in(path);
