@@ -8,7 +8,6 @@
 #include <exception>
 #include <fstream>
 #include <mutex>
-#include <sstream>
 
 #include "hub/hub_env.h"
 
