@@ -9,7 +9,7 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libpng-dev libturbojpeg0-dev nlohmann-json3-dev libcli11-dev
       libgtest-dev ccache zlib1g-dev python3 python3-venv libboost-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libavdevice-dev
-      libsdl2-dev)
+      libsdl2-dev libcurl4-openssl-dev libssl-dev ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

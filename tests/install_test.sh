@@ -16,7 +16,8 @@ command -v ninja >/dev/null && gen=(-G Ninja)
 cmake --install "$build" --prefix "$prefix" >"$work/install.log"
 lib=$prefix/lib
 for f in include/streamdiff/streamdiff.h include/streamdiff/streamdiff.hpp \
-         include/streamdiff/media.hpp include/streamdiff/tools.hpp include/streamdiff/version.h \
+         include/streamdiff/media.hpp include/streamdiff/tools.hpp include/streamdiff/hub.hpp \
+         include/streamdiff/version.h \
          include/streamdiff/export.h lib/libstreamdiff.a lib/cmake/streamdiff/streamdiffConfig.cmake \
          lib/cmake/streamdiff/streamdiffConfigVersion.cmake lib/pkgconfig/streamdiff.pc bin/streamdiff; do
   [ -e "$prefix/$f" ] || { echo "not installed: $f"; exit 1; }

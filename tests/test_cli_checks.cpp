@@ -92,10 +92,11 @@ TEST_F(CliChecks, PathsAreCheckedBeforeLoading) {
   expect_refused(run_cli("img2img --model " + quote(path("nowhere")) +
                          " --prompt x --input a.png --output b.png"),
                  "--model '" + path("nowhere") + "' does not exist", "missing model");
-  // A repo id that is not a local folder: "does not exist" (until repo ids are resolved).
-  expect_refused(run_cli("img2img --model stabilityai/sd-turbo --prompt x --input a.png --output "
-                         "b.png"),
-                 "--model 'stabilityai/sd-turbo' does not exist", "repo id");
+  // A repository id in no cache (an empty one): the pull command to run, nothing downloaded.
+  expect_refused(test::run_shell("HF_HUB_CACHE=" + quote(path("empty-cache")) + " " + test::cli() +
+                                 " img2img --model stabilityai/sd-turbo --prompt x --input a.png "
+                                 "--output b.png"),
+                 "fetch it with: streamdiff pull stabilityai/sd-turbo", "repo id");
   expect_refused(img2img(out, "in/a.png"), "--model '" + path("in/a.png") + "'",
                  "an image as the model");
   expect_refused(img2img(out, "model", "--width 64 --height 64", quote(path("nowhere"))),

@@ -17,8 +17,8 @@
 namespace sd {
 namespace {
 
-const char* kSubcommands[] = {"img2img", "vid2vid", "txt2img",  "bench",
-                              "info",    "taesd",   "tokenize", "encode-prompt"};
+const char* kSubcommands[] = {"img2img", "vid2vid",  "txt2img",       "bench", "info",
+                              "taesd",   "tokenize", "encode-prompt", "serve", "pull"};
 
 // The long flags a --help text lists (lines starting with spaces and an option).
 std::set<std::string> help_flags(const std::string& help) {

@@ -107,12 +107,14 @@ void print_machine(const BenchArgs& a, const ModelInfo& info) {
               info.backend.c_str(), info.dtype.c_str(), date);
 }
 
-// `model`: the resolved --model path ("" for random weights).
-BenchModels load_models(const BenchArgs& a, const std::string& model, bool have_vae) {
+// `model`, `taesd`: the resolved --model path ("" for random weights) and --taesd path ("" for
+// the committed random TAESD).
+BenchModels load_models(const BenchArgs& a, const std::string& model, const std::string& taesd,
+                        bool have_vae) {
   const auto t0 = Clock::now();
   BenchModels m;
   ModelOptions o = a.backend;
-  o.taesd = a.taesd.empty() ? find_default_taesd() : a.taesd;
+  o.taesd = taesd.empty() ? find_default_taesd() : taesd;
   if (!model.empty()) {
     m.taesd = Model::load(model, o);
     m.what = "weights: " + a.model;
@@ -327,13 +329,14 @@ void run_bench(const BenchArgs& a) {
           " must be a positive multiple of 8 (of 64 for a real SD model), at most 4096");
   check(a.frames >= 1, "--frames ", a.frames, " must be at least 1");
   check(a.max_steps >= 1 && a.max_steps <= 50, "--max-steps ", a.max_steps, " must be in [1, 50]");
-  if (!a.taesd.empty()) check_readable(a.taesd, "--taesd", "a TAESD folder or file");
+  const std::string taesd =
+      a.taesd.empty() ? std::string() : resolve_model_arg(a.taesd, "--taesd", a.backend.pull);
   bool have_vae = false;
   std::string model;
   if (!a.model.empty()) {
-    model = resolve_model_arg(a.model);
+    model = resolve_model_arg(a.model, "--model", a.backend.pull);
     try {
-      const ModelSummary summary = inspect_model(model, a.taesd);
+      const ModelSummary summary = inspect_model(model, taesd);
       have_vae = summary.has_vae;
       for (const auto& [flag, v] : {std::pair{"--width", a.width}, std::pair{"--height", a.height}})
         check(v % summary.size_multiple == 0, flag, " ", v, " must be a multiple of ",
@@ -343,7 +346,7 @@ void run_bench(const BenchArgs& a) {
       throw Error(e.status(), "--model '" + a.model + "': " + e.what());
     }
   }
-  BenchModels m = load_models(a, model, have_vae);
+  BenchModels m = load_models(a, model, taesd, have_vae);
   print_machine(a, m.taesd->info());
   char common[160];
   std::snprintf(common, sizeof common,
@@ -405,12 +408,14 @@ void register_bench(CLI::App& app) {
       "bench", "Time the StreamDiffusion pipeline: Stream Batch, residual CFG, ablation tables");
   cmd->add_option("--model", a->model,
                   "Diffusers model folder (unet/, optional vae/, text_encoder/) or single-file "
-                  ".safetensors checkpoint; default: full-size hash-random weights of --arch");
+                  ".safetensors checkpoint, or a Hugging Face repository id; default: full-size "
+                  "hash-random weights of --arch");
   cmd->add_option("--arch", a->arch, "Architecture of the random UNet without --model")
       ->check(CLI::IsMember({"sd15", "sd21"}))
       ->capture_default_str();
   cmd->add_option("--taesd", a->taesd,
-                  "TAESD folder (default: the committed random tests/fixtures/taesd/full)");
+                  "TAESD folder or repository id (default: the committed random "
+                  "tests/fixtures/taesd/full)");
   cmd->add_option("--width", a->width, "Width (multiple of 8)")->capture_default_str();
   cmd->add_option("--height", a->height, "Height (multiple of 8)")->capture_default_str();
   cmd->add_option("--frames", a->frames, "Timed frames per row (after warm-up)")

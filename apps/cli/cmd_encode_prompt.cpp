@@ -25,7 +25,7 @@ struct EncodePromptArgs {
 };
 
 void run_encode_prompt(const EncodePromptArgs& a) {
-  const std::string model = resolve_model_arg(a.model);
+  const std::string model = resolve_model_arg(a.model, "--model", a.backend.pull);
   check_output_arg(a.out, "--out");
   check(a.clip_skip >= 0, "--clip-skip ", a.clip_skip, " must be >= 0");
   TextEncoder encoder = TextEncoder::load(model, a.backend);

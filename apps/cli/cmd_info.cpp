@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.h"
+#include "pull_progress.h"
 #include "streamdiff/tools.hpp"
 
 namespace streamdiff::cli {
@@ -17,8 +18,11 @@ void register_info(CLI::App& app) {
       "Describe a model: a diffusers model folder, a component folder (unet/, vae/, ...) or a "
       "single .safetensors file (family, parts present, parameters, dtypes, metadata). Reads "
       "only headers and configs.");
-  cmd->add_option("path", *path, "Model folder or file")->required();
-  cmd->callback([path] { std::fputs(describe_model_path(*path).c_str(), stdout); });
+  cmd->add_option("path", *path,
+                  "Model folder or file, or the repository id of one in the Hugging Face cache")
+      ->required();
+  cmd->callback(
+      [path] { std::fputs(describe_model_path(local_model(*path, false)).c_str(), stdout); });
 }
 
 }  // namespace streamdiff::cli

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "paths.h"
 #include "serve/server.h"
 
 namespace streamdiff::cli {
@@ -60,16 +61,18 @@ void run_serve(ServeArgs& a) {
         "--max-clients must be in [1, 64], got ", a.server.max_clients);
   check(a.server.idle_timeout_s >= 0, "--timeout must be >= 0 seconds, got ",
         a.server.idle_timeout_s);
+  // Resolved (and with --pull downloaded, interruptible) before the signals are blocked.
+  ModelOptions o = a.backend;
+  const std::string path = resolve_model_arg(a.model, "--model", a.backend.pull);
+  if (!a.taesd.empty()) o.taesd = resolve_model_arg(a.taesd, "--taesd", a.backend.pull);
+  for (const std::string& spec : a.loras) o.loras.push_back(check_lora_arg(spec, a.backend.pull));
+
   // The threads started from here on (model, network, engine) leave SIGINT / SIGTERM to the
   // sigwait() below, which stops the server cleanly.
   const sigset_t signals = stop_signals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-  ModelOptions o = a.backend;
-  o.taesd = a.taesd;
-  for (const std::string& spec : a.loras) o.loras.push_back(parse_lora_spec(spec));
   o.on_progress = [](const std::string& line) { std::printf("%s\n", line.c_str()); };
-  Model model = Model::load(a.model, o);
+  Model model = Model::load(path, o);
   const ModelInfo info = model.info();
   set_stream_defaults(a, info);
   std::printf("loaded %s (%s, %s) in %.0f ms\n", a.model.c_str(), info.family.c_str(),
@@ -100,9 +103,11 @@ void register_serve(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "serve", "Live server and browser UI: webcam or screen img2img, txt2img as you type");
   cmd->add_option("--model", a->model,
-                  "Diffusers model folder or single-file .safetensors checkpoint")
+                  "Diffusers model folder or single-file .safetensors checkpoint, or the Hugging "
+                  "Face repository id of one (see `streamdiff pull`)")
       ->required();
-  cmd->add_option("--taesd", a->taesd, "TAESD folder to use instead of the model's vae/");
+  cmd->add_option("--taesd", a->taesd,
+                  "TAESD folder (or repository id) to use instead of the model's vae/");
   cmd->add_option("--lora", a->loras, "LoRA file to fuse, PATH or PATH:SCALE (repeatable)");
   cmd->add_option("--host", a->server.host,
                   "Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every network)")

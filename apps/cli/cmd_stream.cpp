@@ -96,7 +96,7 @@ int finish(const StreamArgs& a, FrameSink& sink, RunReport& report) {
 
 void run_img2img(StreamArgs& a) {
   if (a.output == "-") send_messages_to_stderr();  // stdout carries the video
-  resolve_model_arg(a.model);
+  resolve_model_arg(a.model, "--model", a.backend.pull);
   check_input_arg(a.input);
   check_output_arg(a.output, "--output", a.input, true);
   if (!a.stats_json.empty()) check_output_arg(a.stats_json, "--stats-json", a.input);
@@ -136,7 +136,7 @@ void run_img2img(StreamArgs& a) {
 }
 
 void run_txt2img(StreamArgs& a) {
-  resolve_model_arg(a.model);
+  resolve_model_arg(a.model, "--model", a.backend.pull);
   check_output_arg(a.output, "--output");
   check(is_image_path(a.output), "--output '", a.output, "' must end in .png, .jpg or .jpeg");
   const StreamPlan plan = plan_stream(a, StreamMode::Txt2img);

@@ -79,7 +79,7 @@ void run_taesd(const TaesdArgs& a) {
         "(decoded image) and/or --latents-out (encoded latents)");
   check(a.latents_in.empty() || !a.output.empty(), "--latents-in needs --output");
   check(a.repeat >= 1, "--repeat ", a.repeat, " must be at least 1");
-  check_readable(a.model, "--model", "a TAESD folder or file");
+  const std::string path = resolve_model_arg(a.model, "--model", a.backend.pull);
   if (!a.input.empty()) check_readable(a.input, "--input", "an image");
   if (!a.latents_in.empty()) check_readable(a.latents_in, "--latents-in", "a latents file");
   if (!a.output.empty()) check_output_arg(a.output, "--output", a.input);
@@ -87,7 +87,7 @@ void run_taesd(const TaesdArgs& a) {
   for (const auto& [flag, v] : {std::pair{"--width", a.width}, std::pair{"--height", a.height}})
     check(v > 0 && v <= 4096, flag, " ", v, " must be in [1, 4096]");
 
-  Autoencoder model = Autoencoder::load_taesd(a.model, a.backend);
+  Autoencoder model = Autoencoder::load_taesd(path, a.backend);
   std::printf("backend: %s\nmodel: %s\n", model.backend().c_str(), model.description().c_str());
 
   TensorF32 latents;

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "commands.h"
+#include "pull_progress.h"
 #include "streamdiff/tools.hpp"
 
 namespace streamdiff::cli {
@@ -22,7 +23,7 @@ void run_tokenize(const TokenizeOptions& o) {
     check(o.pad.empty(),
           "tokenize: --pad applies to the built-in vocabulary only; a model's "
           "pad token comes from its tokenizer/ folder");
-    return Tokenizer::from_folder(o.model);
+    return Tokenizer::from_folder(local_model(o.model, false));
   }();
   const std::vector<int> ids =
       o.raw ? tok.encode(o.text) : tok.tokenize_for_model(o.text, o.max_len);

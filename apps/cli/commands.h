@@ -1,6 +1,7 @@
 // Subcommands of the `streamdiff` tool, written on the public API (include/streamdiff/) only.
 // Each registers itself on the CLI11 app and runs its own callback; errors are
-// streamdiff::Error exceptions that main() prints as "error: ..." with exit code 1.
+// streamdiff::Error exceptions that main() prints as "error: ..." with exit code 1. Model
+// arguments may be Hugging Face repository ids (pull_progress.h: local_model).
 //
 // Exit codes (README "Exit codes"): 0 done; 1 an error; 2 done, but some inputs were skipped
 // (unreadable images in a folder); 104-114 the command line did not parse (CLI11's codes:
@@ -23,12 +24,13 @@ namespace streamdiff::cli {
 constexpr int kExitError = 1;
 constexpr int kExitSkippedInputs = 2;
 
-// Thrown by a subcommand that finished with a status other than 0 (it has printed why).
+// Thrown by a subcommand that finished with a status other than 0 (it has printed why), e.g.
+// 2 after skipping inputs or 130 after Ctrl-C stopped a download.
 struct ExitStatus {
   int code;
 };
 
-// Adds --device, --dtype and --threads to a subcommand; they fill `opts`.
+// Adds --device, --dtype, --threads and --pull to a subcommand; they fill `opts`.
 void add_backend_options(CLI::App& cmd, ModelOptions& opts);
 
 // Throws Error(InvalidArgument) with the streamed arguments unless cond (the CLI's SD_CHECK).
@@ -55,5 +57,6 @@ void register_info(CLI::App& app);
 void register_stream(CLI::App& app);  // img2img, vid2vid, txt2img
 void register_bench(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_pull(CLI::App& app);
 
 }  // namespace streamdiff::cli

@@ -72,6 +72,9 @@ void add_backend_options(CLI::App& cmd, ModelOptions& opts) {
   cmd.add_option("--threads", opts.threads,
                  "CPU threads (0 = all cores; more than the cores runs much slower)")
       ->capture_default_str();
+  cmd.add_flag("--pull", opts.pull,
+               "Download models given as Hugging Face repository ids (org/name) that are not in "
+               "the cache yet (as `streamdiff pull` does)");
 }
 
 }  // namespace streamdiff::cli
@@ -91,6 +94,7 @@ int main(int argc, char** argv) {
   streamdiff::cli::register_stream(app);
   streamdiff::cli::register_bench(app);
   streamdiff::cli::register_serve(app);
+  streamdiff::cli::register_pull(app);
   // FFmpeg prints warnings, errors and (libx264) statistics of its own; every failure also
   // becomes an error message here that names the file and FFmpeg's reason, so it prints nothing.
   streamdiff::set_video_log_quiet();

@@ -1,6 +1,8 @@
 // Path checks of the command line (see paths.h).
 #include "paths.h"
 
+#include "pull_progress.h"
+
 #include <unistd.h>
 
 #include <charconv>
@@ -45,13 +47,20 @@ bool same_path(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-std::string resolve_model_arg(const std::string& model, const char* flag) {
+std::string resolve_model_arg(const std::string& model, const char* flag, bool pull) {
   check(!model.empty(), flag,
-        " is empty: give a diffusers model folder or a single-file "
-        ".safetensors checkpoint");
-  check(path_exists(model), flag, " '", model,
-        "' does not exist (a diffusers model folder or a single-file .safetensors checkpoint)");
-  return model;
+        " is empty: give a diffusers model folder, a single-file .safetensors checkpoint or a "
+        "Hugging Face repository id");
+  std::string path;
+  try {
+    path = local_model(model, pull);  // a repository id resolved (or pulled); else as given
+  } catch (const Error& e) {
+    throw Error(e.status(), std::string(flag) + ": " + e.what());
+  }
+  check(path_exists(path), flag, " '", model,
+        "' does not exist (a diffusers model folder, a single-file .safetensors checkpoint, or "
+        "a Hugging Face repository id such as stabilityai/sd-turbo)");
+  return path;
 }
 
 void check_readable(const std::string& path, const char* flag, const char* what) {
@@ -60,8 +69,15 @@ void check_readable(const std::string& path, const char* flag, const char* what)
   check(::access(path.c_str(), R_OK) == 0, flag, " '", path, "' cannot be read (permissions)");
 }
 
-LoraSpec check_lora_arg(const std::string& spec) {
-  const LoraSpec lora = parse_lora_spec(spec);
+LoraSpec check_lora_arg(const std::string& spec, bool pull) {
+  LoraSpec lora = parse_lora_spec(spec);
+  if (!path_exists(lora.path)) {
+    try {
+      lora.path = local_model(lora.path, pull);  // a repository id: its .safetensors file
+    } catch (const Error& e) {
+      throw Error(e.status(), "--lora '" + spec + "': " + e.what());
+    }
+  }
   const size_t colon = spec.rfind(':');
   if (!path_exists(lora.path) && colon != std::string::npos && lora.path == spec) {
     const std::string tail = spec.substr(colon + 1);

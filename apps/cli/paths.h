@@ -9,17 +9,19 @@
 
 namespace streamdiff::cli {
 
-// The path of --model: a local folder or file. The one place where model names are resolved
-// (a Hugging Face repo id "org/name" will be resolved here); until then a name that is not a
-// local path "does not exist".
-std::string resolve_model_arg(const std::string& model, const char* flag = "--model");
+// The path of a model argument (--model, --taesd): a local folder or file as it is, or a Hugging
+// Face repository id "org/name" resolved in the cache (pulled first with `pull`: --pull); the
+// one place where model names are resolved. Otherwise an error naming the flag: "does not
+// exist", or the `streamdiff pull` command that fetches a repository id not in the cache.
+std::string resolve_model_arg(const std::string& model, const char* flag = "--model",
+                              bool pull = false);
 
 // A file or folder that must exist and be readable (--taesd, --latents-in, ...).
 void check_readable(const std::string& path, const char* flag, const char* what);
 
-// --lora PATH[:SCALE]: the file exists and is a .safetensors file; a ":tail" that is not a
-// number is named as such.
-LoraSpec check_lora_arg(const std::string& spec);
+// --lora PATH[:SCALE]: the file (or a repository id's single .safetensors, resolved as above)
+// exists and is a .safetensors file; a ":tail" that is not a number is named as such.
+LoraSpec check_lora_arg(const std::string& spec, bool pull = false);
 
 // True for "/dev/video*" or any character device: a camera.
 bool is_camera_path(const std::string& path);

@@ -106,15 +106,17 @@ std::string dtype_note(const ModelOptions& o) {
 
 // --model, --taesd and --lora, and the settings against the model's configs.
 ModelSummary check_model(const StreamArgs& a, StreamPlan& plan) {
-  const std::string path = resolve_model_arg(a.model);
-  if (!a.taesd.empty()) check_readable(a.taesd, "--taesd", "a TAESD folder or file");
+  const bool pull = a.backend.pull;
+  const std::string path = resolve_model_arg(a.model, "--model", pull);
+  const std::string taesd = a.taesd.empty() ? "" : resolve_model_arg(a.taesd, "--taesd", pull);
   plan.model_options = a.backend;
-  plan.model_options.taesd = a.taesd;
+  plan.model_options.taesd = taesd;
   plan.model_options.lora_allow_unmatched = a.lora_allow_unmatched;
-  for (const std::string& spec : a.loras) plan.model_options.loras.push_back(check_lora_arg(spec));
+  for (const std::string& spec : a.loras)
+    plan.model_options.loras.push_back(check_lora_arg(spec, pull));
   ModelSummary m;
   try {
-    m = inspect_model(path, a.taesd);
+    m = inspect_model(path, taesd);
   } catch (const Error& e) {
     throw Error(e.status(), "--model '" + a.model + "': " + e.what());
   }
@@ -137,13 +139,16 @@ ModelSummary check_model(const StreamArgs& a, StreamPlan& plan) {
 void add_stream_options(CLI::App& cmd, StreamArgs& a) {
   cmd.add_option("--model", a.model,
                  "Diffusers model folder (unet/, text_encoder/, tokenizer/, vae/) or a "
-                 "single-file .safetensors checkpoint (SD 1.x / 2.x)")
+                 "single-file .safetensors checkpoint (SD 1.x / 2.x), or the Hugging Face "
+                 "repository id of one (e.g. stabilityai/sd-turbo; see `streamdiff pull`)")
       ->required();
   cmd.add_option("--lora", a.loras,
                  "LoRA file to fuse, PATH or PATH:SCALE (repeatable; e.g. LCM-LoRA for SD 1.5)");
   cmd.add_flag("--lora-allow-unmatched", a.lora_allow_unmatched,
                "Fuse a LoRA even when some of its layers match no weight (they are listed)");
-  cmd.add_option("--taesd", a.taesd, "TAESD folder or file to use instead of the model's vae/");
+  cmd.add_option("--taesd", a.taesd,
+                 "TAESD folder or file (or repository id, e.g. madebyollin/taesd) to use instead "
+                 "of the model's vae/");
   cmd.add_option("--prompt", a.prompt, "Prompt")->required();
   cmd.add_option("--negative", a.negative, "Negative prompt (used by --cfg full / initialize)");
   cmd.add_option("--preset", a.preset,
@@ -220,9 +225,10 @@ StreamPlan plan_stream(StreamArgs& a, StreamMode mode) {
   std::string why;
   if (a.preset == "auto") {
     // The model is inspected twice (here for the name, below with the checks): milliseconds.
-    const std::string path = resolve_model_arg(a.model);
+    const std::string path = resolve_model_arg(a.model, "--model", a.backend.pull);
     try {
-      summary = inspect_model(path, a.taesd);
+      summary = inspect_model(
+          path, a.taesd.empty() ? "" : resolve_model_arg(a.taesd, "--taesd", a.backend.pull));
     } catch (const Error&) {  // reported with its flag by check_model() below
       summary.suggested_preset = "sd15-lcm";
     }

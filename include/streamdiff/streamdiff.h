@@ -127,6 +127,9 @@ typedef struct sd_model_options {
   const char* device; /* "cpu" (default) or "cuda" */
   const char* dtype;  /* "auto" (default), "f32", "bf16" */
   int32_t threads;    /* 0: all cores */
+  /* Paths (the model, taesd, LoRA files) may be Hugging Face repository ids ("org/name") in the
+   * cache (sd_resolve_model_path); with pull != 0 those missing from it are downloaded first. */
+  int32_t pull;
 } sd_model_options;
 
 typedef struct sd_model_info {
@@ -283,6 +286,24 @@ STREAMDIFF_API sd_status sd_stream_stop(sd_stream* stream);
 
 STREAMDIFF_API sd_status sd_stream_reset(sd_stream* stream);
 STREAMDIFF_API sd_status sd_stream_stats_get(sd_stream* stream, sd_stream_stats* stats);
+
+/* ---- models from the Hugging Face Hub (streamdiff/hub.hpp) ----------------------------------
+ * The cache is huggingface_hub's ($HF_HUB_CACHE, else $HF_HOME/hub, else
+ * ~/.cache/huggingface/hub); HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE=1 are honoured. Paths are
+ * written to out_path (out_size bytes with the terminating NUL; SD_ERR_INVALID_ARGUMENT when it
+ * does not fit, 4096 always does). */
+
+/* Downloads the files the model `repo_id` needs (only those the cache lacks; fp16 weights where
+ * they exist) at `revision` (NULL: "main") and writes its snapshot folder to out_path. */
+STREAMDIFF_API sd_status sd_pull(const char* repo_id, const char* revision, char* out_path,
+                                 size_t out_size);
+/* An existing file or folder as it is; a repository id "org/name" as its snapshot folder (or the
+ * one .safetensors of a LoRA / single-file repository) in the cache, SD_ERR_IO naming the
+ * `streamdiff pull` command when it is not there. revision NULL: "main". */
+STREAMDIFF_API sd_status sd_resolve_model_path(const char* path_or_repo_id, const char* revision,
+                                               char* out_path, size_t out_size);
+/* The cache folder in use. */
+STREAMDIFF_API sd_status sd_hub_cache_dir(char* out_path, size_t out_size);
 
 /* ---- images (PNG / JPEG files) --------------------------------------------------------------- */
 

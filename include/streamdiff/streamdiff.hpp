@@ -103,13 +103,16 @@ struct MutableImageView {
 // ---------------------------------------------------------------------------------------
 
 struct LoraSpec {
-  std::string path;   // a LoRA .safetensors file (diffusers/PEFT or kohya), e.g. LCM-LoRA
+  std::string path;   // a LoRA .safetensors file (diffusers/PEFT or kohya), e.g. LCM-LoRA, or
+                      // the repository id of one ("latent-consistency/lcm-lora-sdv1-5")
   float scale = 1.f;  // W = W0 + scale * (alpha / rank) * up * down
 };
 
 // "path" or "path:scale" (a trailing ":number"), as the CLI's --lora takes it.
 STREAMDIFF_API LoraSpec parse_lora_spec(const std::string& spec);
 
+// Every path of a load (the model, taesd, LoRA files) may also be a Hugging Face repository id,
+// "org/name", found in the Hugging Face cache (streamdiff/hub.hpp: resolve_model_path).
 struct ModelOptions {
   std::string taesd;                  // a TAESD folder or file used instead of the model's own VAE
   std::vector<LoraSpec> loras;        // fused after loading, in order
@@ -117,6 +120,9 @@ struct ModelOptions {
   std::string device = "cpu";         // "cpu" or "cuda"
   std::string dtype = "auto";  // "auto" (bf16 where the hardware is fast at it), "f32", "bf16"
   int threads = 0;             // CPU threads used by this model's work; 0 = all cores
+  // Repository ids missing from the cache are downloaded first (streamdiff::pull with its
+  // defaults); otherwise a missing one is an Error naming the `streamdiff pull` command.
+  bool pull = false;
   // Called on the loading thread with one line per step (e.g. "loading unet/", "fused LoRA x").
   std::function<void(const std::string& message)> on_progress;
 };
@@ -137,8 +143,9 @@ struct ModelInfo {
 class STREAMDIFF_API Model {
  public:
   // Loads a model in one call: a diffusers folder (unet/, text_encoder/, tokenizer/, and vae/
-  // unless options.taesd is given) or a single-file SD 1.x / 2.x .safetensors checkpoint; then
-  // fuses options.loras. Throws Error (Io for unreadable, missing or malformed files).
+  // unless options.taesd is given) or a single-file SD 1.x / 2.x .safetensors checkpoint, or
+  // the repository id of one in the Hugging Face cache; then fuses options.loras. Throws Error
+  // (Io for unreadable, missing or malformed files, and repository ids not in the cache).
   static Model load(const std::string& path, const ModelOptions& options = {});
   // A model with deterministic random weights of a full-size architecture ("sd15" or "sd21":
   // the UNet of SD 1.5 or of SD 2.1 / sd-turbo), for benchmarks and tests without downloads.

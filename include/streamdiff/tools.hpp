@@ -83,8 +83,8 @@ class STREAMDIFF_API Tokenizer {
 // A model's text encoder (CLIP ViT-L/14 or OpenCLIP ViT-H/14) with its tokenizer.
 class STREAMDIFF_API TextEncoder {
  public:
-  // A diffusers model folder, its text_encoder/ folder, or a single-file checkpoint. Uses
-  // options.device / dtype / threads.
+  // A diffusers model folder, its text_encoder/ folder, or a single-file checkpoint (or the
+  // repository id of one in the Hugging Face cache). Uses options.device / dtype / threads / pull.
   static TextEncoder load(const std::string& path, const ModelOptions& options = {});
   // [77, width] f32. clip_skip: layers skipped at the end (1 = the penultimate layer's output).
   TensorF32 encode(const std::string& prompt, int clip_skip = 0);
@@ -106,7 +106,8 @@ class STREAMDIFF_API TextEncoder {
 class STREAMDIFF_API Autoencoder {
  public:
   // A TAESD diffusers folder, a folder or file of the original taesd_encoder/decoder files, or
-  // one diffusers-layout .safetensors file. Uses options.device / dtype / threads.
+  // one diffusers-layout .safetensors file (or the repository id of one in the Hugging Face
+  // cache). Uses options.device / dtype / threads / pull.
   static Autoencoder load_taesd(const std::string& path, const ModelOptions& options = {});
   // image (multiples of downscale()) -> latents [1, h, w, latent_channels] NHWC, unscaled.
   TensorF32 encode(const Image& image);

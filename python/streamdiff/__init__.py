@@ -1,7 +1,8 @@
 """streamdiff: real-time Stable Diffusion (StreamDiffusion) img2img / txt2img from Python.
 
     import streamdiff
-    model = streamdiff.Model.load("models/sd-turbo", taesd="models/taesd")
+    model = streamdiff.Model.load("stabilityai/sd-turbo", taesd="madebyollin/taesd",
+                                  pull=True)   # from the Hugging Face cache, fetched if missing
     with streamdiff.Stream(model, prompt="oil painting", t_index_list=[35],
                            cfg_type="none") as stream:
         styled = stream.img2img(frame)          # HxWx3 uint8 RGB in, HxWx3 uint8 RGB out
@@ -34,6 +35,7 @@ from ._errors import (
     Status,
     Unsupported,
 )
+from ._hub import hub_cache_dir, pull, resolve_model_path
 from ._images import read_image, to_pil, write_image
 from ._lib import lib as _lib
 from ._model import Model, ModelInfo
@@ -72,9 +74,12 @@ __all__ = [
     "Status",
     "Stream",
     "Unsupported",
+    "hub_cache_dir",
     "library_path",
     "library_version",
+    "pull",
     "read_image",
+    "resolve_model_path",
     "to_pil",
     "write_image",
 ]

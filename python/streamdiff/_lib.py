@@ -71,6 +71,7 @@ class sd_model_options(Structure):
         ("device", c_char_p),
         ("dtype", c_char_p),
         ("threads", c_int32),
+        ("pull", c_int32),
     ]
 
 
@@ -242,6 +243,10 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "sd_stream_stop": (_status, [sd_stream_p]),
     "sd_stream_reset": (_status, [sd_stream_p]),
     "sd_stream_stats_get": (_status, [sd_stream_p, POINTER(sd_stream_stats)]),
+    # models from the Hugging Face Hub
+    "sd_pull": (_status, [c_char_p, c_char_p, c_char_p, c_size_t]),
+    "sd_resolve_model_path": (_status, [c_char_p, c_char_p, c_char_p, c_size_t]),
+    "sd_hub_cache_dir": (_status, [c_char_p, c_size_t]),
     # images
     "sd_image_read": (_status, [c_char_p, POINTER(sd_image)]),
     "sd_image_free": (None, [POINTER(sd_image)]),

@@ -37,6 +37,7 @@ def _options(
     dtype: str,
     threads: int,
     lora_allow_unmatched: bool,
+    pull: bool = False,
 ) -> sd_model_options:
     options = new_struct(sd_model_options)
     if taesd is not None:
@@ -50,6 +51,7 @@ def _options(
     options.device = device.encode()
     options.dtype = dtype.encode()
     options.threads = threads
+    options.pull = int(pull)
     return options
 
 
@@ -74,15 +76,20 @@ class Model:
         dtype: str = "auto",
         threads: int = 0,
         lora_allow_unmatched: bool = False,
+        pull: bool = False,
     ) -> "Model":
         """Loads a diffusers folder or a single-file SD 1.x / 2.x .safetensors checkpoint.
 
+        path, taesd and the LoRA paths may also be Hugging Face repository ids ("org/name") in
+        the Hugging Face cache (see :func:`streamdiff.resolve_model_path`); with pull=True the
+        ones missing from it are downloaded first (:func:`streamdiff.pull`).
         taesd: a TAESD folder or file used instead of the model's VAE. loras: paths or
         (path, scale) pairs fused after loading, in order. device: "cpu" or "cuda". dtype:
         "auto", "f32" or "bf16". threads: CPU threads for this model's work (0: all cores).
-        Raises IoError for a missing, unreadable or malformed file.
+        Raises IoError for a missing, unreadable or malformed file, or a repository id that is
+        not in the cache (the message names the `streamdiff pull` command that fetches it).
         """
-        options = _options(taesd, loras, device, dtype, threads, lora_allow_unmatched)
+        options = _options(taesd, loras, device, dtype, threads, lora_allow_unmatched, pull)
         handle = ctypes.c_void_p()
         check(lib.sd_model_load(os.fsencode(path), ctypes.byref(options), ctypes.byref(handle)))
         return cls(handle)

@@ -13,11 +13,15 @@
 #include <vector>
 
 #include "api/api_common.h"
+#include "api/c_api_common.h"
 #include "streamdiff/media.hpp"
 #include "streamdiff/streamdiff.hpp"
 
 using streamdiff::Error;
 using streamdiff::Status;
+using streamdiff::capi::c_call;
+using streamdiff::capi::str;
+using streamdiff::capi::t_error;
 using streamdiff::detail::require;
 
 struct sd_model {
@@ -32,7 +36,6 @@ namespace {
 
 enum class Kind { Model, Stream };
 
-thread_local std::string t_error;
 thread_local std::string t_prompt, t_negative;  // sd_stream_get_config's strings
 
 std::mutex g_handles_mu;
@@ -71,35 +74,11 @@ void remove_handle(const void* h, Kind kind) {
   handles().erase(h);
 }
 
-template <typename F>
-sd_status c_call(F&& fn) {
-  try {
-    std::forward<F>(fn)();
-    return SD_OK;
-  } catch (const Error& e) {
-    t_error = e.what();
-    return sd_status(int(e.status()));
-  } catch (const std::bad_alloc&) {
-    t_error = "out of memory";
-    return SD_ERR_OUT_OF_MEMORY;
-  } catch (const std::exception& e) {
-    t_error = e.what();
-    return SD_ERR_INTERNAL;
-  } catch (...) {
-    t_error = "unknown exception";
-    return SD_ERR_INTERNAL;
-  }
-}
-
 template <typename T>
 void check_struct(const T* s, const char* name) {
   require(s != nullptr, "null ", name);
   require(s->struct_size >= sizeof(T), name, ".struct_size is ", s->struct_size,
           "; this library's is ", sizeof(T), " (call ", name, "_init first)");
-}
-
-std::string str(const char* s) {
-  return s ? std::string(s) : std::string();
 }
 
 streamdiff::PixelFormat format_of(sd_pixel_format f) {
@@ -132,6 +111,7 @@ streamdiff::ModelOptions model_options(const sd_model_options* o) {
   if (o->device) m.device = o->device;
   if (o->dtype) m.dtype = o->dtype;
   m.threads = o->threads;
+  m.pull = o->pull != 0;
   return m;
 }
 

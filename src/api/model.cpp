@@ -125,9 +125,11 @@ int Model::Impl::text_layers() const {
 Model::Model(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
-Model Model::load(const std::string& path, const ModelOptions& options) {
+Model Model::load(const std::string& model_path, const ModelOptions& model_options) {
   return guarded(Status::Io, [&] {
     const auto t0 = std::chrono::steady_clock::now();
+    const std::string path = detail::local_model_path(model_path, model_options);
+    const ModelOptions options = detail::with_local_paths(model_options);
     detail::check_model_options(options);
     std::error_code ec;
     const bool single_file = fs::is_regular_file(path, ec);
@@ -159,16 +161,17 @@ Model Model::load(const std::string& path, const ModelOptions& options) {
     progress(options, "loading the text encoder");
     m->text = sd::PromptEncoder::load(path, *m->backend);
     load_codec(path, options, ckpt.get(), *m);
-    fill_info(*m, path);
+    fill_info(*m, model_path);
     fuse_loras(options, *m);
     m->info.load_ms = ms_since(t0);
     return Model(std::move(m));
   });
 }
 
-Model Model::random(const std::string& arch, const ModelOptions& options) {
+Model Model::random(const std::string& arch, const ModelOptions& model_options) {
   return guarded(Status::Io, [&] {
     const auto t0 = std::chrono::steady_clock::now();
+    const ModelOptions options = detail::with_local_paths(model_options);
     require(arch == "sd15" || arch == "sd21", "random model architecture '", arch,
             "' is not sd15 or sd21");
     require(!options.taesd.empty(), "a random model needs a TAESD (ModelOptions::taesd)");

@@ -46,6 +46,11 @@ namespace detail {
 
 // Checks `options` (device, dtype, threads, files named) before anything is loaded.
 void check_model_options(const ModelOptions& options);
+// A model argument as a local path: a repository id resolved in the Hugging Face cache, pulled
+// first when options.pull (progress lines go to options.on_progress); other paths unchanged.
+std::string local_model_path(const std::string& path, const ModelOptions& options);
+// `options` with the TAESD and LoRA paths made local the same way.
+ModelOptions with_local_paths(const ModelOptions& options);
 // The backend `options` asks for, with the resolved thread count.
 std::unique_ptr<sd::Backend> make_backend_for(const ModelOptions& options, int* threads);
 

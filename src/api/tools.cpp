@@ -164,7 +164,7 @@ TextEncoder TextEncoder::load(const std::string& path, const ModelOptions& optio
   return guarded(Status::Io, [&] {
     auto t = std::make_unique<Impl>();
     t->backend = detail::make_backend_for(backend_options(options), &t->threads);
-    t->encoder = sd::PromptEncoder::load(path, *t->backend);
+    t->encoder = sd::PromptEncoder::load(detail::local_model_path(path, options), *t->backend);
     return TextEncoder(std::move(t));
   });
 }
@@ -242,7 +242,7 @@ Autoencoder Autoencoder::load_taesd(const std::string& path, const ModelOptions&
   return guarded(Status::Io, [&] {
     auto a = std::make_unique<Impl>();
     a->backend = detail::make_backend_for(backend_options(options), &a->threads);
-    a->taesd = sd::Taesd::load(path, *a->backend);
+    a->taesd = sd::Taesd::load(detail::local_model_path(path, options), *a->backend);
     return Autoencoder(std::move(a));
   });
 }
