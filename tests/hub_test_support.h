@@ -1,6 +1,5 @@
 // Helpers of the hub tests: the fake Hub server (tests/fake_hub.py) as a child process,
-// environment variables set for a scope, the CLI as a child process that can be signalled, and
-// hashes of files as the Hub names them.
+// environment variables set for a scope, and hashes of files as the Hub names them.
 #pragma once
 
 #include <fcntl.h>
@@ -24,6 +23,7 @@
 
 #include "core/error.h"
 #include "hub/hub_http.h"
+#include "test_support.h"
 
 namespace sd::test {
 
@@ -107,30 +107,6 @@ class EnvScope {
   }
   std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
 };
-
-// The built CLI started with `args`, its stdout and stderr going to `log`; returns its pid.
-inline pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
-  const pid_t pid = ::fork();
-  SD_CHECK(pid >= 0, "fork failed");
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, STDOUT_FILENO);
-    ::dup2(fd, STDERR_FILENO);
-    std::vector<char*> argv{const_cast<char*>(SD_CLI_PATH)};
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(SD_CLI_PATH, argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// Waits for a child; its exit status, or -1 when it did not exit normally.
-inline int wait_exit(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 inline std::string read_text(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);

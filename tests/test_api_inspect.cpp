@@ -21,9 +21,7 @@ const fs::path kFixtures(SD_FIXTURE_DIR);
 class ApiInspect : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("sd_api_inspect_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    sd::test::write_tiny_stream_model(root_ / "model");
+    root_ = sd::test::make_model_workspace("api_inspect");
     const fs::path snapshot = root_ / "models--someone--tiny-Turbo" / "snapshots" / "0123abc";
     fs::create_directories(snapshot.parent_path());
     fs::create_directory_symlink(root_ / "model", snapshot);

@@ -27,9 +27,7 @@ const fs::path kFixtures(SD_FIXTURE_DIR);
 class CliBench : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("sd_cli_bench_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    test::write_tiny_stream_model(root_ / "model");
+    root_ = test::make_model_workspace("cli_bench");
     test::write_tiny_stream_model(root_ / "no_vae");
     fs::remove_all(root_ / "no_vae" / "vae");
   }

@@ -34,9 +34,7 @@ constexpr const char* kLoading = "loading ";
 class CliChecks : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("sd_cli_checks_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    test::write_tiny_stream_model(root_ / "model");
+    root_ = test::make_model_workspace("cli_checks");
     fs::create_directory_symlink(root_ / "model", root_ / "my-sd-turbo");
     fs::create_directories(root_ / "in");
     fs::copy(kFixtures / "stream" / "frames" / "frame_00.png", root_ / "in" / "a.png");

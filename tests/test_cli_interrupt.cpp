@@ -35,20 +35,7 @@ namespace fs = std::filesystem;
 
 const fs::path kFixtures(SD_FIXTURE_DIR);
 
-Image pattern(int k, int w, int h) {
-  Image img;
-  img.width = w;
-  img.height = h;
-  img.rgb.resize(size_t(w) * h * 3);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) {
-      uint8_t* p = &img.rgb[(size_t(y) * w + x) * 3];
-      p[0] = uint8_t((x * 4 + k * 10) & 255);
-      p[1] = uint8_t(y * 3);
-      p[2] = uint8_t(((x / 8 + y / 8 + k) % 2) * 200);
-    }
-  return img;
-}
+using test::moving_pattern;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -57,39 +44,19 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-// Starts the streamdiff binary with `args`, stdout and stderr into `log`, stdin from /dev/null.
-pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int in = ::open("/dev/null", O_RDONLY);
-    ::dup2(out, STDOUT_FILENO);
-    ::dup2(out, STDERR_FILENO);
-    ::dup2(in, STDIN_FILENO);
-    std::vector<char*> argv{const_cast<char*>(SD_CLI_PATH)};
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(SD_CLI_PATH, argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
 class CliInterrupt : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("sd_cli_interrupt_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    test::write_tiny_stream_model(root_ / "model");
+    root_ = test::make_model_workspace("cli_interrupt");
     VideoWriter w(path("long.mp4"), 64, 48, {12, 1});  // 10 s when played live
-    for (int k = 0; k < 120; ++k) w.write(pattern(k, 64, 48));
+    for (int k = 0; k < 120; ++k) w.write(moving_pattern(k, 64, 48));
     w.close();
     VideoWriter s(path("clip.mp4"), 64, 48, {12, 1});
-    for (int k = 0; k < 24; ++k) s.write(pattern(k, 64, 48));
+    for (int k = 0; k < 24; ++k) s.write(moving_pattern(k, 64, 48));
     s.close();
     fs::create_directories(root_ / "frames");
     for (const char* name : {"a.png", "c.png"})
-      write_image(path(std::string("frames/") + name), pattern(name[0], 64, 64));
+      write_image(path(std::string("frames/") + name), moving_pattern(name[0], 64, 64));
     std::ofstream(path("frames/b.png")) << "\x89PNG but not really";
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
@@ -116,7 +83,7 @@ TEST_F(CliInterrupt, CtrlCMidVideoFinishesTheFileWithTheFramesDone) {
   std::vector<std::string> args{"vid2vid", path("long.mp4"), out,
                                 "--live",  "--stats-json",   path("interrupted.json")};
   for (const std::string& a : common()) args.push_back(a);
-  const pid_t pid = spawn_cli(args, log);
+  const pid_t pid = test::spawn_cli(args, log);
   ASSERT_GT(pid, 0);
   // Once the first output was written (its progress line), Ctrl-C.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -124,11 +91,9 @@ TEST_F(CliInterrupt, CtrlCMidVideoFinishesTheFileWithTheFramesDone) {
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   ASSERT_EQ(::kill(pid, SIGINT), 0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const int code = test::wait_exit(pid);
   const std::string output = read_file(log);
-  ASSERT_TRUE(WIFEXITED(status)) << output;
-  EXPECT_EQ(WEXITSTATUS(status), 130) << output;
+  ASSERT_EQ(code, 130) << output;
   EXPECT_NE(output.find("stopping: finishing the frames in progress"), std::string::npos) << output;
   const size_t at = output.find("interrupted after ");
   ASSERT_NE(at, std::string::npos) << output;

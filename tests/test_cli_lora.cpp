@@ -29,9 +29,7 @@ namespace fs = std::filesystem;
 class CliLora : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("sd_cli_lora_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    test::write_tiny_stream_model(root_ / "model");
+    root_ = test::make_model_workspace("cli_lora");
     write_lora();
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }

@@ -27,20 +27,7 @@ namespace fs = std::filesystem;
 const fs::path kFixtures(SD_FIXTURE_DIR);
 constexpr int kFrames = 6;
 
-Image pattern(int k, int w, int h) {
-  Image img;
-  img.width = w;
-  img.height = h;
-  img.rgb.resize(size_t(w) * h * 3);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) {
-      uint8_t* p = &img.rgb[(size_t(y) * w + x) * 3];
-      p[0] = uint8_t((x * 4 + k * 10) & 255);
-      p[1] = uint8_t(y * 3);
-      p[2] = uint8_t(((x / 8 + y / 8 + k) % 2) * 200);
-    }
-  return img;
-}
+using test::moving_pattern;
 
 struct Facts {
   int frames = 0, width = 0, height = 0;
@@ -58,11 +45,9 @@ Facts facts_of(const std::string& path) {
 class CliPipes : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("sd_cli_pipes_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    test::write_tiny_stream_model(root_ / "model");
+    root_ = test::make_model_workspace("cli_pipes");
     VideoWriter w(path("clip.mp4"), 64, 48, {12, 1});
-    for (int k = 0; k < kFrames; ++k) w.write(pattern(k, 64, 48));
+    for (int k = 0; k < kFrames; ++k) w.write(moving_pattern(k, 64, 48));
     w.close();
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }

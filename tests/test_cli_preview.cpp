@@ -50,9 +50,7 @@ Region region(const Image& img, int x0, int x1, int y0, int y1) {
 class CliPreview : public testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() / ("sd_cli_preview_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    test::write_tiny_stream_model(root_ / "model");
+    root_ = test::make_model_workspace("cli_preview");
     VideoWriter w((root_ / "clip.mp4").string(), 64, 48, {12, 1});
     const Image img =
         resize_cover(read_image((kFixtures / "taesd" / "input_128x192.png").string()), 64, 48);

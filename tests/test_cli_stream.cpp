@@ -34,9 +34,7 @@ const fs::path kFixtures(SD_FIXTURE_DIR);
 class CliStream : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("sd_cli_stream_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    test::write_tiny_stream_model(root_ / "model");
+    root_ = test::make_model_workspace("cli_stream");
     // Inputs: two 64x64 frames and a 192x128 image (resized to cover 64x64).
     const fs::path in = root_ / "in";
     fs::create_directories(in);

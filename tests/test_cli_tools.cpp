@@ -28,9 +28,7 @@ const fs::path kFixtures(SD_FIXTURE_DIR);
 class CliTools : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("sd_cli_tools_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    test::write_tiny_stream_model(root_ / "model");
+    root_ = test::make_model_workspace("cli_tools");
     fs::create_directories(root_ / "in");
     fs::copy(kFixtures / "stream" / "frames" / "frame_00.png", root_ / "in" / "a.png");
     fs::copy(kFixtures / "stream" / "frames" / "frame_01.png", root_ / "in" / "b.png");

@@ -23,25 +23,11 @@ using test::RunResult;
 
 namespace fs = std::filesystem;
 
-// Frame k of a moving colour pattern.
-Image pattern(int k, int w, int h) {
-  Image img;
-  img.width = w;
-  img.height = h;
-  img.rgb.resize(size_t(w) * h * 3);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) {
-      uint8_t* p = &img.rgb[(size_t(y) * w + x) * 3];
-      p[0] = uint8_t((x * 4 + k * 10) & 255);
-      p[1] = uint8_t(y * 3);
-      p[2] = uint8_t(((x / 8 + y / 8 + k) % 2) * 200);
-    }
-  return img;
-}
+using test::moving_pattern;
 
 void write_video(const std::string& path, int frames, Rational fps) {
   VideoWriter w(path, 64, 48, fps);
-  for (int k = 0; k < frames; ++k) w.write(pattern(k, 64, 48));
+  for (int k = 0; k < frames; ++k) w.write(moving_pattern(k, 64, 48));
   w.close();
 }
 
@@ -70,13 +56,11 @@ long long summary_value(const std::string& out, const std::string& key) {
 class CliVideo : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("sd_cli_video_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    test::write_tiny_stream_model(root_ / "model");
+    root_ = test::make_model_workspace("cli_video");
     write_video(path("clip.mp4"), 6, {12, 1});
     fs::create_directories(root_ / "frames");
     for (int k = 0; k < 3; ++k)
-      write_image(path("frames/f" + std::to_string(k) + ".png"), pattern(k, 80, 60));
+      write_image(path("frames/f" + std::to_string(k) + ".png"), moving_pattern(k, 80, 60));
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
 

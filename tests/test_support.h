@@ -1,11 +1,14 @@
 // Helpers shared by the test suites.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/cpu/reference_kernels.h"
@@ -69,6 +72,33 @@ inline std::string cli() {
 // Runs the built `streamdiff` tool with `args` (already shell-quoted where needed).
 inline RunResult run_cli(const std::string& args) {
   return run_shell(cli() + " " + args);
+}
+
+// The built `streamdiff` tool started with `args` (not through a shell, so it can be signalled),
+// stdout and stderr into the file `log`, stdin from /dev/null; returns its pid.
+inline pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
+  const pid_t pid = ::fork();
+  SD_CHECK(pid >= 0, "fork failed");
+  if (pid == 0) {
+    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int in = ::open("/dev/null", O_RDONLY);
+    ::dup2(out, STDOUT_FILENO);
+    ::dup2(out, STDERR_FILENO);
+    ::dup2(in, STDIN_FILENO);
+    std::vector<char*> argv{const_cast<char*>(SD_CLI_PATH)};
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(SD_CLI_PATH, argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Waits for a child; its exit status, or -1 when it did not exit normally.
+inline int wait_exit(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace sd::test

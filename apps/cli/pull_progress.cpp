@@ -48,19 +48,9 @@ struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted") {}
 };
 
-// A size as a person reads it: "612 bytes", "4.2 kB", "3.2 MB", "1.73 GB".
+// A size as a person reads it (format_bytes), or that it is not known.
 std::string size_text(int64_t bytes) {
-  char buf[32];
-  if (bytes < 0) return "size unknown";
-  if (bytes >= 1000LL * 1000 * 1000)
-    std::snprintf(buf, sizeof buf, "%.2f GB", double(bytes) / 1e9);
-  else if (bytes >= 1000LL * 1000)
-    std::snprintf(buf, sizeof buf, "%.1f MB", double(bytes) / 1e6);
-  else if (bytes >= 1000)
-    std::snprintf(buf, sizeof buf, "%.1f kB", double(bytes) / 1e3);
-  else
-    std::snprintf(buf, sizeof buf, "%lld bytes", static_cast<long long>(bytes));
-  return buf;
+  return bytes < 0 ? "size unknown" : format_bytes(bytes);
 }
 
 std::string duration(double s) {

@@ -90,4 +90,7 @@ STREAMDIFF_API std::string resolve_or_pull(const std::string& path_or_repo_id,
 // The cache folder in use ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub).
 STREAMDIFF_API std::string hub_cache_dir();
 
+// A size in bytes as the pull messages write it: "612 bytes", "4.2 kB", "3.2 MB", "1.73 GB".
+STREAMDIFF_API std::string format_bytes(int64_t bytes);
+
 }  // namespace streamdiff

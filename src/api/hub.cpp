@@ -113,6 +113,10 @@ std::string hub_cache_dir() {
   return detail::guarded(Status::Io, [] { return sd::hub::hub_cache_dir(); });
 }
 
+std::string format_bytes(int64_t bytes) {
+  return sd::hub::format_bytes(bytes);
+}
+
 namespace detail {
 
 std::string local_model_path(const std::string& path, const ModelOptions& options) {
