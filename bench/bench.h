@@ -38,6 +38,8 @@ struct Stats {
 
 // Runs fn `warmup` times untimed, then `runs` times (at least), returns min/median in ms.
 Stats time_it(const std::function<void()>& fn, int runs = 5, int warmup = 1);
+// Min and median of measured times in ms (zeros for none).
+Stats stats_of(std::vector<double> ms);
 
 // A persistent device tensor in the backend's compute dtype filled with sin(freq * i): a
 // deterministic, non-trivial model input.

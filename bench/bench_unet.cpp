@@ -72,6 +72,24 @@ SD_BENCH("unet") {
             gflop / (s.min_ms * 1e-3));
         std::fflush(stdout);
       }
+      // The attention kernels side by side: the fused kernel (the default) against oneDNN's
+      // chunked matmuls it replaced, timed calls interleaved so both see the same machine.
+      std::vector<double> fused_ms, onednn_ms;
+      for (int r = 0; r < runs; ++r)
+        for (const char* kernel : {"auto", "onednn"}) {
+          cpu_set_attention_kernel(*backend, kernel);
+          const sd::bench::Stats one = sd::bench::time_it(cached, 1, 0);
+          (kernel[0] == 'a' ? fused_ms : onednn_ms).push_back(one.min_ms);
+        }
+      cpu_set_attention_kernel(*backend, "auto");
+      const sd::bench::Stats f = sd::bench::stats_of(fused_ms);
+      const sd::bench::Stats d = sd::bench::stats_of(onednn_ms);
+      std::printf(
+          "unet sd1.5 %dx%d %s batch 1, precomputed, attention fused vs oneDNN (interleaved): "
+          "min %.0f / %.0f ms, median %.0f / %.0f ms -> %.2fx at min\n",
+          size, size, dtype.c_str(), f.min_ms, d.min_ms, f.median_ms, d.median_ms,
+          d.min_ms / f.min_ms);
+      std::fflush(stdout);
       std::printf("arena: %.1f MiB reserved, %zu overflow allocations while timing\n",
                   double(backend->arena().capacity()) / (1 << 20),
                   backend->arena().overflow_count());

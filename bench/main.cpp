@@ -27,8 +27,13 @@ Stats time_it(const std::function<void()>& fn, int runs, int warmup) {
     auto t1 = std::chrono::steady_clock::now();
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
+  return stats_of(ms);
+}
+
+Stats stats_of(std::vector<double> ms) {
+  if (ms.empty()) return Stats{};
   std::sort(ms.begin(), ms.end());
-  return Stats{ms.front(), ms[ms.size() / 2], runs};
+  return Stats{ms.front(), ms[ms.size() / 2], int(ms.size())};
 }
 
 Tensor persistent_input(Backend& b, const Shape& shape, float freq) {

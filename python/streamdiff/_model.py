@@ -22,7 +22,7 @@ class ModelInfo:
     family: str  # "sd1" or "sd2"
     vae: str  # "taesd" or "autoencoder_kl"
     dtype: str  # compute dtype: "f32" or "bf16"
-    backend: str  # e.g. "cpu: oneDNN 2.6.3, avx2, f32, 2 threads"
+    backend: str  # e.g. "cpu: oneDNN 2.6.3, avx2, f32, 2 threads, attention avx2"
     size_multiple: int  # stream width and height must be multiples of this
     cross_attention_dim: int
     lora_count: int

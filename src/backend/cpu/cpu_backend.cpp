@@ -2,10 +2,12 @@
 
 #include <omp.h>
 
+#include <cstdlib>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/dnnl_kernels.h"
+#include "backend/cpu/flash_attention.h"
 
 namespace sd {
 
@@ -46,7 +48,7 @@ class CpuBackend final : public Backend {
     const dnnl_version_t* v = dnnl_version();
     return detail::concat("cpu: oneDNN ", v->major, ".", v->minor, ".", v->patch, ", ",
                           cpu::dnnl_isa_name(), ", ", dtype_name(compute_dtype()), ", ",
-                          omp_get_max_threads(), " threads");
+                          omp_get_max_threads(), " threads, attention ", attention_name());
   }
   CpuBackendStats stats() const {
     const cpu::DnnlStats s = dnnl_.stats();
@@ -55,6 +57,26 @@ class CpuBackend final : public Backend {
   }
 
   void set_attention_chunk(int64_t rows) { dnnl_.set_attention_chunk(rows); }
+  // The kernel attention() runs for head dims up to kCpuFusedAttentionMaxHeadDim.
+  const char* attention_name() const {
+    if (attention_kernel_ == Attn::OneDnn) return "onednn";
+    return cpu::flash_isa_name(attention_kernel_ == Attn::Fused ? fused_isa_ : best_isa_);
+  }
+  void set_attention_kernel(const std::string& kernel) {
+    if (kernel == "auto" || kernel == "onednn") {
+      attention_kernel_ = kernel == "auto" ? Attn::Auto : Attn::OneDnn;
+      return;
+    }
+    for (cpu::FlashIsa isa : {cpu::FlashIsa::Generic, cpu::FlashIsa::Avx2, cpu::FlashIsa::Avx512}) {
+      if (kernel != cpu::flash_isa_name(isa)) continue;
+      SD_CHECK(cpu::flash_isa_available(isa), "attention kernel '", kernel,
+               "' is not available on this CPU or build");
+      attention_kernel_ = Attn::Fused;
+      fused_isa_ = isa;
+      return;
+    }
+    fail("unknown attention kernel '", kernel, "' (auto, onednn, generic, avx2, avx512)");
+  }
 
   StorageRef allocate(size_t bytes) override { return host_storage(bytes); }
 
@@ -184,7 +206,23 @@ class CpuBackend final : public Backend {
     SD_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), "attention: q, k, v dtypes ",
              dtype_name(q.dtype()), ", ", dtype_name(k.dtype()), ", ", dtype_name(v.dtype()));
     Tensor out = alloc(q.shape(), q.dtype());
-    dnnl_.attention(q, k, v, heads, causal, arena(), out);
+    const int64_t D = q.dim(2) / heads;
+    if (attention_kernel_ == Attn::OneDnn ||
+        (attention_kernel_ == Attn::Auto && D > kCpuFusedAttentionMaxHeadDim)) {
+      dnnl_.attention(q, k, v, heads, causal, arena(), out);
+      return out;
+    }
+    cpu::FlashArgs a;
+    a.q = q.data(), a.k = k.data(), a.v = v.data(), a.out = out.data();
+    a.batch = q.dim(0), a.lq = q.dim(1), a.lk = k.dim(1), a.heads = heads, a.head_dim = D;
+    a.q_stride = a.k_stride = a.v_stride = a.out_stride = q.dim(2);
+    a.causal = causal;
+    a.dtype = q.dtype();
+    const cpu::FlashIsa isa = attention_kernel_ == Attn::Fused ? fused_isa_ : best_isa_;
+    const int threads = omp_get_max_threads();
+    const size_t bytes = cpu::flash_attention_workspace(a, isa, threads);
+    Tensor work = arena().tensor({int64_t((bytes + 3) / 4)}, DType::F32);
+    cpu::flash_attention(a, isa, threads, work.data());
     return out;
   }
   Tensor upsample_nearest2x(const Tensor& x) override {
@@ -246,6 +284,10 @@ class CpuBackend final : public Backend {
     if (threads_ > 0 && omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
   }
   int threads_ = 0;
+  enum class Attn { Auto, OneDnn, Fused };
+  Attn attention_kernel_ = Attn::Auto;
+  cpu::FlashIsa fused_isa_ = cpu::FlashIsa::Generic;
+  const cpu::FlashIsa best_isa_ = cpu::flash_best_isa();
 
   Weight convert_weight(const Tensor& host, DType dtype) {
     check_cpu(host, "weight upload", "tensor");
@@ -279,7 +321,16 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
-  return std::make_unique<CpuBackend>(choose_dtype(options.dtype), options.threads);
+  auto backend = std::make_unique<CpuBackend>(choose_dtype(options.dtype), options.threads);
+  // A user's override of the attention kernel (to compare kernels, or to fall back to oneDNN).
+  if (const char* kernel = std::getenv("STREAMDIFF_CPU_ATTENTION"); kernel && *kernel) {
+    try {
+      backend->set_attention_kernel(kernel);
+    } catch (const Error& e) {
+      fail("STREAMDIFF_CPU_ATTENTION: ", e.what());
+    }
+  }
+  return backend;
 }
 
 CpuBackendStats cpu_backend_stats(const Backend& backend) {
@@ -294,6 +345,13 @@ void cpu_set_attention_chunk_rows(Backend& backend, int64_t rows) {
   SD_CHECK(cpu, "cpu_set_attention_chunk_rows: the backend is not the CPU backend (",
            backend.description(), ")");
   cpu->set_attention_chunk(rows);
+}
+
+void cpu_set_attention_kernel(Backend& backend, const std::string& kernel) {
+  auto* cpu = dynamic_cast<CpuBackend*>(&backend);
+  SD_CHECK(cpu, "cpu_set_attention_kernel: the backend is not the CPU backend (",
+           backend.description(), ")");
+  cpu->set_attention_kernel(kernel);
 }
 
 bool cpu_has_native_bf16() {

@@ -25,8 +25,14 @@ struct CpuBackendStats {
 };
 // Throws sd::Error if `backend` is not a CPU backend.
 CpuBackendStats cpu_backend_stats(const Backend& backend);
-// Rows per attention query chunk (0 = automatic: f32 scores of one chunk stay under 8 MiB).
+// Rows per attention query chunk of the oneDNN attention (0 = automatic: f32 scores of one chunk
+// stay under 512 KiB).
 void cpu_set_attention_chunk_rows(Backend& backend, int64_t rows);
+// The attention kernel: "auto" (the fused kernel, flash_attention.h, on the best ISA here, for
+// head dims up to kCpuFusedAttentionMaxHeadDim; oneDNN's chunked matmuls above), "onednn", or a
+// fused kernel on one ISA: "generic", "avx2", "avx512" (an error where this CPU lacks it).
+void cpu_set_attention_kernel(Backend& backend, const std::string& kernel);
+constexpr int64_t kCpuFusedAttentionMaxHeadDim = 512;
 // Whether this CPU runs bf16 convolutions and matrix products natively (so "bf16" is allowed).
 bool cpu_has_native_bf16();
 
