@@ -1,6 +1,7 @@
 // CPU kernel throughput: the UNet's dominant convolutions and matrix products through the CPU
-// backend, as GFLOP/s and as a share of the machine's matmul ceiling (a large square oneDNN
-// matmul of the same dtype, measured before and after the kernels, the higher one counts);
+// backend, as GFLOP/s and as a share of the best rate measured in the same run (square oneDNN
+// matmuls of several sizes, measured before and after the kernels, and the kernels themselves:
+// a 3x3 convolution can beat a square matmul, so no single matmul is called a ceiling);
 // attention at 4096 tokens; and oneDNN's conv3x3 320→320 at 64² in NCHW, NHWC and the layout
 // oneDNN prefers (format_tag::any: nChw8c on AVX2), the measurement behind the engine's
 // channels-last layout and the CPU backend's reorders around convolutions.
@@ -58,17 +59,17 @@ struct Result {
   std::string impl;
 };
 
-void print_line(const char* what, double gflop, const bench::Stats& s, double ceiling,
+void print_line(const char* what, double gflop, const bench::Stats& s, double best,
                 const std::string& impl) {
   const double rate = gflop / (s.min_ms * 1e-3);
   std::printf("  %-34s %8.2f ms (median %8.2f)  %7.1f GFLOP/s", what, s.min_ms, s.median_ms, rate);
-  if (ceiling > 0) std::printf("  %5.1f%% of ceiling", 100.0 * rate / ceiling);
+  if (best > 0) std::printf("  %5.1f%% of best", 100.0 * rate / best);
   if (!impl.empty()) std::printf("  [%s]", impl.c_str());
   std::printf("\n");
 }
 
 // GFLOP/s of a square n×n×n oneDNN matmul with pre-packed weights.
-double matmul_ceiling(dt type, int64_t n) {
+double matmul_rate(dt type, int64_t n) {
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream strm(eng);
   const dnnl::memory::desc a({n, n}, type, tag::ab), b_any({n, n}, type, tag::any);
@@ -85,8 +86,7 @@ double matmul_ceiling(dt type, int64_t n) {
       },
       5, 1);
   const double gflop = 2.0 * double(n) * double(n) * double(n) * 1e-9;
-  print_line(("matmul ceiling " + std::to_string(n) + "^3").c_str(), gflop, s, 0,
-             pd.impl_info_str());
+  print_line(("matmul " + std::to_string(n) + "^3").c_str(), gflop, s, 0, pd.impl_info_str());
   return gflop / (s.min_ms * 1e-3);
 }
 
@@ -128,7 +128,8 @@ void bench_dtype(DType dtype) {
   auto be = make_backend(o);
   std::printf("%s (%s)\n", dtype_name(dtype), be->description().c_str());
   const dt type = dtype == DType::F32 ? dt::f32 : dt::bf16;
-  const double ceiling_before = matmul_ceiling(type, 2048);
+  double best_matmul = 0;
+  for (int64_t n : {1024, 2048, 3072}) best_matmul = std::max(best_matmul, matmul_rate(type, n));
   std::vector<Result> results;
 
   struct Conv {
@@ -170,11 +171,23 @@ void bench_dtype(DType dtype) {
     const Tensor k = persistent(*be, random_host({1, 4096, 320}, 8));
     const bench::Stats s = time_planned(
         *be, [&] { be->attention(q, k, k, 8); }, 3);
+    // The kernel is ours (fused), not a oneDNN primitive: name it from the backend's line.
+    const std::string desc = be->description();
+    const size_t at = desc.find("attention ");
     results.push_back({"attention 4096x4096, 8x40", 4.0 * 4096.0 * 4096.0 * 320.0 * 1e-9, s,
-                       cpu_backend_stats(*be).last_impl});
+                       at == std::string::npos ? "" : desc.substr(at)});
   }
-  const double ceiling = std::max(ceiling_before, matmul_ceiling(type, 2048));
-  for (const Result& r : results) print_line(r.what.c_str(), r.gflop, r.stats, ceiling, r.impl);
+  best_matmul = std::max(best_matmul, matmul_rate(type, 2048));
+  double best = best_matmul;
+  std::string best_what = "a square matmul";
+  for (const Result& r : results)
+    if (r.gflop / (r.stats.min_ms * 1e-3) > best) {
+      best = r.gflop / (r.stats.min_ms * 1e-3);
+      best_what = r.what;
+    }
+  std::printf("  best rate in this run: %.1f GFLOP/s (%s); best square matmul %.1f GFLOP/s\n", best,
+              best_what.c_str(), best_matmul);
+  for (const Result& r : results) print_line(r.what.c_str(), r.gflop, r.stats, best, r.impl);
   std::printf("  NCHW vs NHWC vs oneDNN's preferred layout (oneDNN directly, weights packed):\n");
   const double nchw = raw_conv(type, tag::nchw, 320, 64);
   const double nhwc = raw_conv(type, tag::nhwc, 320, 64);

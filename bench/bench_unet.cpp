@@ -2,8 +2,9 @@
 // (models/unet_hash_weights.h), one batch row, f32 (and bf16 where the CPU runs it natively), at
 // 256x256 and 512x512 images (32x32 and 64x64 latents), with the cross-attention K/V and the time
 // embedding precomputed (the per-frame path) and, at 256x256, also without. The arena is planned
-// before timing (one untimed pass, then reserve(peak())). GFLOP per row from docs (DESIGN-NOTES):
-// 181 at 256², 804 at 512². Set SD_BENCH_UNET_SIZES=256 to skip 512x512.
+// before timing (one untimed pass, then reserve(peak())). GFLOP are counted by the backend over
+// the untimed pass (cpu_backend_stats().flops: convolutions, matrix products, attention, from
+// their shapes). Set SD_BENCH_UNET_SIZES=256 to skip 512x512.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -40,7 +41,6 @@ SD_BENCH("unet") {
     UNetKVCache kv = model->precompute_kv(states);
     Tensor temb = model->time_embedding({500}, 1);
     for (int size : sizes) {
-      const double gflop = size == 512 ? 804 : 181;
       Tensor sample =
           sd::bench::persistent_input(*backend, Shape{1, size / 8, size / 8, 4}, 0.017f);
       auto cached = [&] {
@@ -51,7 +51,9 @@ SD_BENCH("unet") {
         Tensor y = model->forward(sample, {500}, states);
         backend->synchronize();
       };
+      const uint64_t flops_before = cpu_backend_stats(*backend).flops;
       cached();  // plan
+      const double gflop = double(cpu_backend_stats(*backend).flops - flops_before) * 1e-9;
       plain();
       backend->arena().reserve(backend->arena().peak());
       backend->arena().reset_stats();
@@ -98,7 +100,7 @@ SD_BENCH("unet") {
 }
 
 // Stream Batch feeds several rows to one UNet call: the cost per row at 256² for batch 1, 2, 4
-// (K/V and time embedding precomputed; every row its own timestep), f32.
+// (K/V and time embedding precomputed; every row its own timestep), f32; GFLOP counted as above.
 SD_BENCH("unet-batch") {
   BackendOptions opts;
   opts.dtype = "f32";
@@ -106,7 +108,6 @@ SD_BENCH("unet-batch") {
   HashUNetWeights weights("hash-random SD 1.5 UNet weights");
   auto model = UNet::create(sd15_unet_config(), weights, *backend);
   std::printf("backend: %s\n", backend->description().c_str());
-  const double gflop_row = 181;
   for (int64_t batch : {1, 2, 4}) {
     Tensor states = sd::bench::persistent_input(*backend, Shape{batch, 77, 768}, 0.011f);
     UNetKVCache kv = model->precompute_kv(states);
@@ -118,7 +119,10 @@ SD_BENCH("unet-batch") {
       Tensor y = model->forward(sample, temb, kv);
       backend->synchronize();
     };
+    const uint64_t flops_before = cpu_backend_stats(*backend).flops;
     run();  // plan
+    const double gflop_row =
+        double(cpu_backend_stats(*backend).flops - flops_before) * 1e-9 / double(batch);
     backend->arena().reserve(backend->arena().peak());
     sd::bench::Stats s = sd::bench::time_it(run, 2, 0);
     std::printf(

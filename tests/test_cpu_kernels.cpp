@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 
 #include "backend/cpu/cpu_backend.h"
@@ -407,6 +408,29 @@ TEST(CpuKernelsArena, SecondPassAfterReserveDoesNotOverflow) {
   EXPECT_EQ(mixed_pass(*be, cw, lw, g, b, input).data(), address);
   EXPECT_EQ(be->arena().overflow_count(), 0u);
   EXPECT_EQ(cpu_backend_stats(*be).primitives_created, prims);
+}
+
+// The backend counts the FLOPs of what it ran from the calls' shapes (benchmarks report
+// GFLOP/s from it): a multiply-add is 2, causal attention keeps half of its scores.
+TEST(CpuBackendFlops, CountsConvLinearAndAttention) {
+  BackendOptions o;
+  o.dtype = "f32";
+  auto be = make_backend(o);
+  auto delta = [&](const std::function<void()>& fn) {
+    const uint64_t before = cpu_backend_stats(*be).flops;
+    fn();
+    return cpu_backend_stats(*be).flops - before;
+  };
+  const Tensor x = be->upload(random_host({2, 6, 5, 3}, 1));  // NHWC
+  const Weight cw = be->conv_weight(random_host({4, 3, 3, 3}, 2));
+  // stride 2, pad 1: 3 × 3 outputs per image.
+  EXPECT_EQ(delta([&] { be->conv2d(x, cw, nullptr, {2, 1}); }), 2u * 2 * 3 * 3 * 4 * 3 * 3 * 3);
+  const Weight lw = be->linear_weight(random_host({7, 3}, 3));
+  EXPECT_EQ(delta([&] { be->linear(x, lw, nullptr); }), 2u * 60 * 3 * 7);
+  const Tensor q = be->upload(random_host({2, 9, 8}, 4));
+  const Tensor k = be->upload(random_host({2, 11, 8}, 5));
+  EXPECT_EQ(delta([&] { be->attention(q, k, k, 2); }), 4u * 2 * 9 * 11 * 8);
+  EXPECT_EQ(delta([&] { be->attention(q, q, q, 2, true); }), 4u * 2 * 9 * 9 * 8 / 2);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -156,6 +158,57 @@ TEST_F(SafetensorsFileTest, UnwritablePathIsNamed) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+}
+
+// A model stays open for LoRA re-reads after its pages are released. A file truncated or
+// rewritten in place meanwhile gives an error naming it (a truncated mapping would raise
+// SIGBUS); a file replaced by rename keeps serving the old contents.
+TEST_F(SafetensorsFileTest, ChangedOnDiskAfterReleaseIsAnErrorNotACrash) {
+  const std::string path = (dir_ / "model.safetensors").string();
+  const Tensor w = random_tensor({64, 64}, DType::F32, 9);
+  write_safetensors(path, {{"w", w}, {"v", random_tensor({8}, DType::F16, 10)}});
+  auto f = SafetensorsFile::open(path);
+  f->release_resident();
+  auto same = [&](const Tensor& t) {
+    return std::memcmp(t.data(), w.data(), size_t(w.numel()) * sizeof(float)) == 0;
+  };
+  EXPECT_TRUE(same(f->load("w", DType::F32)));
+  EXPECT_THROW(f->view("w"), Error);
+
+  // Replaced by rename (what write_safetensors and downloads do): the old file still reads.
+  write_safetensors(path, {{"w", random_tensor({64, 64}, DType::F32, 11)}});
+  EXPECT_TRUE(same(f->load("w", DType::F32)));
+
+  // Rewritten in place with the same size: an error, not silently different weights.
+  auto g = SafetensorsFile::open(path);
+  g->release_resident();
+  {
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(-4, std::ios::end);
+    io.write("\x01\x02\x03\x04", 4);
+  }
+  fs::last_write_time(path, fs::last_write_time(path) + std::chrono::seconds(2));
+  try {
+    g->load("w", DType::F32);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("changed on disk"), std::string::npos) << e.what();
+  }
+
+  // Truncated in place: an error naming the file and the sizes.
+  auto h = SafetensorsFile::open(path);
+  h->release_resident();
+  const auto size = fs::file_size(path);
+  fs::resize_file(path, size / 2);
+  try {
+    h->load("w", DType::F32);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::to_string(size / 2) + " now"), std::string::npos)
+        << e.what();
   }
 }
 

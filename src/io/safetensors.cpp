@@ -182,17 +182,14 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
   f->size_ = size_t(st.st_size);
+  f->fd_ = fd;  // closed by the destructor, also when parse() throws
+  f->mtime_ns_ = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   if (f->size_ > 0) {
     void* p = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      std::string err = errno_text();
-      ::close(fd);
-      fail("cannot map safetensors file '", path, "': ", err);
-    }
+    if (p == MAP_FAILED) fail("cannot map safetensors file '", path, "': ", errno_text());
     f->map_ = p;
     f->base_ = static_cast<const uint8_t*>(p);
   }
-  ::close(fd);  // the mapping keeps the file alive
   f->parse(path);
   return f;
 }
@@ -210,10 +207,34 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::from_bytes(std::string_view by
 
 SafetensorsFile::~SafetensorsFile() {
   if (map_) ::munmap(map_, size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void SafetensorsFile::release_resident() const {
-  if (map_) ::madvise(map_, size_, MADV_DONTNEED);
+  if (!map_) return;
+  released_ = true;
+  ::madvise(map_, size_, MADV_DONTNEED);
+}
+
+void SafetensorsFile::read_checked(size_t offset, size_t n, void* dst,
+                                   const std::string& what) const {
+  const std::string where = "safetensors file '" + path_ + "' (" + what + "): ";
+  struct stat st;
+  SD_CHECK(::fstat(fd_, &st) == 0, where, "cannot stat: ", errno_text());
+  const int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  SD_CHECK(size_t(st.st_size) == size_ && mtime == mtime_ns_, where,
+           "the file changed on disk after the model was loaded (", size_, " bytes then, ",
+           st.st_size, " now", mtime == mtime_ns_ ? "" : ", modified since",
+           "); load the model again");
+  auto* out = static_cast<uint8_t*>(dst);
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t got = ::pread(fd_, out + done, n - done, off_t(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    SD_CHECK(got > 0, where, "read ", done, " of ", n, " bytes at offset ", offset,
+             got < 0 ? ": " + errno_text() : std::string(": the file is shorter than it was"));
+    done += size_t(got);
+  }
 }
 
 void SafetensorsFile::parse(const std::string& name) {
@@ -343,6 +364,8 @@ Tensor SafetensorsFile::view(const std::string& name) const {
   DType dt;
   SD_CHECK(float_dtype(e.dtype, &dt), "safetensors file '", path_, "': tensor '", name,
            "' has dtype ", e.dtype, "; only F32, F16 and BF16 tensors can be used as floats");
+  SD_CHECK(!released_, "safetensors file '", path_, "': tensor '", name,
+           "' cannot be viewed after its pages were released; use load()");
   const uint8_t* p = base_ + data_start_ + e.begin;
   SD_CHECK(reinterpret_cast<uintptr_t>(p) % dtype_size(dt) == 0, "safetensors file '", path_,
            "': tensor '", name, "' data is not aligned to its ", e.dtype,
@@ -363,7 +386,12 @@ Tensor SafetensorsFile::load(const std::string& name, DType dtype, const Shape& 
   void* dst = storage.get()->ptr();
   advise_huge_pages(dst, n * dtype_size(dtype));
   const uint8_t* src = base_ + data_start_ + e.begin;
-  if (reinterpret_cast<uintptr_t>(src) % dtype_size(src_type) == 0) {
+  if (released_) {  // a later re-read (LoRA): through pread, never the mapping (see the header)
+    StorageRef bytes = host_storage(e.end - e.begin);
+    read_checked(data_start_ + e.begin, e.end - e.begin, bytes.get()->ptr(),
+                 "tensor '" + name + "'");
+    convert_parallel(bytes.get()->ptr(), src_type, dst, dtype, n);
+  } else if (reinterpret_cast<uintptr_t>(src) % dtype_size(src_type) == 0) {
     convert_parallel(src, src_type, dst, dtype, n);
   } else {  // unaligned source (unpadded header): copy out first
     StorageRef aligned = host_storage(e.end - e.begin);

@@ -12,6 +12,7 @@
 // the tensor. entries() are in name order.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -50,15 +51,20 @@ class SafetensorsFile {
 
   // Borrowed, read-only host view of a float tensor's bytes (valid while this file object
   // lives). Throws if the tensor is absent, not F32/F16/BF16, or not aligned to its element size
-  // (possible in files whose header length is not padded; load() handles those).
+  // (possible in files whose header length is not padded; load() handles those), and after
+  // release_resident() (see there).
   Tensor view(const std::string& name) const;
   // Host copy converted to `dtype` (bit-exact with core convert(); vectorized and parallel for
   // large tensors); if `expect` has rank > 0 the shape must match it (the error names the
   // tensor and both shapes).
   Tensor load(const std::string& name, DType dtype, const Shape& expect = Shape()) const;
-  // Drops this process's resident pages of the mapping (they stay in the OS page cache and are
-  // read back on the next access), so a file kept open for later reads (LoRA base weights)
-  // does not count in resident memory. No effect on in-memory images.
+  // Drops this process's resident pages of the mapping (they stay in the OS page cache), so a
+  // file kept open for later reads (LoRA base weights) does not count in resident memory. From
+  // then on load() reads with pread() instead of through the mapping, after checking that the
+  // file still has the size and modification time it had when opened: a file truncated or
+  // rewritten in place while the model is loaded gives an error naming it, never the SIGBUS
+  // that touching a truncated mapping raises. (A file replaced by rename is harmless: the open
+  // descriptor keeps the old one.) No effect on in-memory images.
   void release_resident() const;
 
  private:
@@ -68,8 +74,14 @@ class SafetensorsFile {
   const uint8_t* base_ = nullptr;  // start of the file image
   size_t size_ = 0;
   size_t data_start_ = 0;
-  void* map_ = nullptr;  // mmap()ed region, or
-  std::string owned_;    // the copied bytes
+  void* map_ = nullptr;   // mmap()ed region, or
+  std::string owned_;     // the copied bytes
+  int fd_ = -1;           // the mapped file, kept open for reads after release_resident()
+  int64_t mtime_ns_ = 0;  // its modification time when opened
+  mutable std::atomic<bool> released_{false};
+  // Reads [offset, offset + n) of the file into dst with pread(), after checking that the file
+  // is unchanged since open(); throws naming the file and `what` otherwise.
+  void read_checked(size_t offset, size_t n, void* dst, const std::string& what) const;
   std::vector<SafetensorsEntry> entries_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -53,7 +54,7 @@ class CpuBackend final : public Backend {
   CpuBackendStats stats() const {
     const cpu::DnnlStats s = dnnl_.stats();
     return CpuBackendStats{s.primitives_created, s.weight_reorders, s.cached_primitives,
-                           s.last_impl};
+                           s.last_impl, flops_.load(std::memory_order_relaxed)};
   }
 
   void set_attention_chunk(int64_t rows) { dnnl_.set_attention_chunk(rows); }
@@ -135,6 +136,7 @@ class CpuBackend final : public Backend {
     Tensor y = alloc({x.dim(0), HO, WO, w.t.dim(0)}, x.dtype());
     check_residual(residual, y, "conv2d");
     dnnl_.conv2d(x, w, bias, p, act, residual, arena(), y);
+    count_flops(2 * x.dim(0) * HO * WO * w.t.dim(0) * w.t.dim(1) * w.t.dim(2) * w.t.dim(3));
     return y;
   }
 
@@ -150,6 +152,7 @@ class CpuBackend final : public Backend {
     Tensor y = alloc(with_last(x.shape(), w.t.dim(0)), x.dtype());
     check_residual(residual, y, "linear");
     dnnl_.linear(x, w, bias, act, residual, y);
+    count_flops(2 * (x.numel() / x.dim(-1)) * w.t.dim(1) * w.t.dim(0));
     return y;
   }
 
@@ -207,6 +210,8 @@ class CpuBackend final : public Backend {
              dtype_name(q.dtype()), ", ", dtype_name(k.dtype()), ", ", dtype_name(v.dtype()));
     Tensor out = alloc(q.shape(), q.dtype());
     const int64_t D = q.dim(2) / heads;
+    // Two products of Lq × Lk × D per head; causal: the half of the scores that are kept.
+    count_flops(4 * q.dim(0) * q.dim(1) * k.dim(1) * q.dim(2) / (causal ? 2 : 1));
     if (attention_kernel_ == Attn::OneDnn ||
         (attention_kernel_ == Attn::Auto && D > kCpuFusedAttentionMaxHeadDim)) {
       dnnl_.attention(q, k, v, heads, causal, arena(), out);
@@ -284,6 +289,8 @@ class CpuBackend final : public Backend {
     if (threads_ > 0 && omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
   }
   int threads_ = 0;
+  void count_flops(int64_t n) { flops_.fetch_add(uint64_t(n), std::memory_order_relaxed); }
+  std::atomic<uint64_t> flops_{0};
   enum class Attn { Auto, OneDnn, Fused };
   Attn attention_kernel_ = Attn::Auto;
   cpu::FlashIsa fused_isa_ = cpu::FlashIsa::Generic;

@@ -7,6 +7,7 @@
 // time (kernels may run on all cores through OpenMP).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -22,6 +23,10 @@ struct CpuBackendStats {
   size_t weight_reorders = 0;     // weights reordered into a primitive's preferred layout
   size_t cached_primitives = 0;
   std::string last_impl;  // oneDNN implementation name of the last primitive created
+  // Floating-point operations of the convolutions, matrix products and attention run so far
+  // (a multiply-add counts 2), from the shapes of the calls: a model pass's FLOPs are the
+  // difference across it.
+  uint64_t flops = 0;
 };
 // Throws sd::Error if `backend` is not a CPU backend.
 CpuBackendStats cpu_backend_stats(const Backend& backend);
