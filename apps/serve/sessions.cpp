@@ -191,6 +191,15 @@ void SessionManager::shutdown() {
   }
   wake_.notify_all();
   if (engine_.joinable()) engine_.join();
+  // The callbacks hold the network's executors (and open requests their WebSocket sessions):
+  // drop them now, while the io_context that owns those executors still exists. Destroying
+  // them after it was a use-after-free that AddressSanitizer found in the server tests.
+  std::lock_guard<std::mutex> lock(mu_);
+  opens_.clear();
+  for (auto& [id, s] : sessions_) {
+    s->on_frame_done = nullptr;
+    s->on_error = nullptr;
+  }
 }
 
 void SessionManager::open_async(const std::string& id, OpenCallback done) {

@@ -117,7 +117,9 @@ class SessionManager {
  public:
   SessionManager(Model model, StreamConfig defaults, int max_clients, int jpeg_quality);
   ~SessionManager();  // shutdown()
-  void shutdown();    // stops and joins the engine thread (idempotent)
+  // Stops and joins the engine thread, then drops the sessions' network callbacks and pending
+  // opens (they hold executors of the io_context, which must outlive them). Idempotent.
+  void shutdown();
 
   // A new session for `id`; null when the server is full. Throws Error for an id in use.
   std::shared_ptr<Session> open(const std::string& id);
