@@ -18,8 +18,9 @@
 // threads (the stream's asynchronous mode, a producer thread submitting) a frame's time is the
 // interval between consecutive outputs. No row reads, decodes, encodes or writes an image (the
 // frame is synthetic, the output stays in memory): "without IO threads" compares the synchronous
-// call with the worker thread and its queues, nothing more. Before the first row, one untimed frame prepares the
-// kernels every row shares (oneDNN primitives, packed weights): without it the first row of
+// call with the worker thread and its queues, nothing more. Before the first row, one untimed frame
+// prepares the kernels every row shares (oneDNN primitives, packed weights): without it the first
+// row of
 // `--tables batch,cfg --max-steps 1` at 256² was 6-8% slower than the later row doing the same
 // work (2601 vs 2412 ms min), with it within 1% (2379 vs 2408). After the first row, the total
 // time is estimated from it and the rows' relative costs (row_weight).

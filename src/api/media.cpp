@@ -74,8 +74,8 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name, in
   return guarded(Status::Io, [&] {
     require(data != nullptr || size == 0, "decode_image '", name, "': null data of ", size,
             " bytes");
-    require(max_side > 0 && max_side <= (1 << 15), "decode_image '", name, "': max_side ",
-            max_side, " is not in [1, 32768]");
+    require(max_side > 0 && max_side <= (1 << 15), "decode_image '", name, "': max_side ", max_side,
+            " is not in [1, 32768]");
     return from_sd(sd::decode_image(data, size, name, max_side));
   });
 }

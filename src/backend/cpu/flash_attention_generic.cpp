@@ -36,23 +36,15 @@ struct Vec {
     for (int i = 0; i < W; ++i) s += v[i];
     return s;
   }
-  // 2^x: x = n + f with n = round(x), |f| <= 1/2; Cephes exp2f's polynomial for 2^f; 2^n
-  // through the exponent bits (n = -127 gives +0).
-  static R exp2(R x) {
-    x = x < -127.f ? R{} - 127.f : x;
-    const R n = (x + 12582912.f) - 12582912.f;
-    const R f = x - n;
-    R p = R{} + 1.535336188319500e-4f;
-    p = p * f + 1.339887440266574e-3f;
-    p = p * f + 9.618437357674640e-3f;
-    p = p * f + 5.550332471162809e-2f;
-    p = p * f + 2.402264791363012e-1f;
-    p = p * f + 6.931472028550421e-1f;
-    p = p * f + 1.f;
+  static R sub(R a, R b) { return a - b; }
+  // Round to nearest even for |x| < 2^22 (adding and removing 1.5 · 2^23).
+  static R round(R x) { return (x + 12582912.f) - 12582912.f; }
+  // 2^n for whole-valued n in [-127, 127] (the exponent bits; -127 gives +0).
+  static R pow2(R n) {
     const I8 e = (__builtin_convertvector(n, I8) + 127) << 23;
-    R scale;
-    __builtin_memcpy(&scale, &e, sizeof(R));
-    return p * scale;
+    R r;
+    __builtin_memcpy(&r, &e, sizeof(R));
+    return r;
   }
 };
 

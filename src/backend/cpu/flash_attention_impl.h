@@ -4,8 +4,8 @@
 //   using R             the register type (W f32 lanes)
 //   W, MR, NVQ, NVP     lanes; query rows per tile; key vectors per S tile (KT = NVQ·W);
 //                       output vectors per P·V tile (the last tile of a row may be narrower)
-//   zero, load, store, bcast (a float to all lanes), fma(a, b, c) = a·b + c, mul, add, max,
-//   hmax, hsum (across lanes), exp2 (2^x, 0 for x <= -127, relative error < 2e-7)
+//   zero, load, store, bcast (a float to all lanes), fma(a, b, c) = a·b + c, mul, add, sub,
+//   max, hmax, hsum (across lanes), round (to nearest), pow2 (2^n for whole n in [-127, 127])
 // Only <cstdint>, <cstring> and the ISA's intrinsics may be used here (no shared inline code).
 
 // ---- element access --------------------------------------------------------------------------
@@ -43,6 +43,19 @@ inline int64_t imax(int64_t a, int64_t b) {
 
 constexpr int64_t KT = int64_t(Vec::NVQ) * Vec::W;
 constexpr float kNegInf = -__builtin_inff();
+
+// 2^x, 0 for x <= -127, relative error < 2e-7: x = n + f with n = round(x), |f| <= 1/2;
+// Cephes exp2f's polynomial for 2^f, 2^n through the exponent bits.
+inline typename Vec::R exp2(typename Vec::R x) {
+  x = Vec::max(x, Vec::bcast(-127.f));
+  const typename Vec::R n = Vec::round(x);
+  const typename Vec::R f = Vec::sub(x, n);
+  typename Vec::R p = Vec::bcast(1.535336188319500e-4f);
+  constexpr float kPoly[] = {1.339887440266574e-3f, 9.618437357674640e-3f, 5.550332471162809e-2f,
+                             2.402264791363012e-1f, 6.931472028550421e-1f, 1.f};
+  for (float c : kPoly) p = Vec::fma(p, f, Vec::bcast(c));
+  return Vec::mul(p, Vec::pow2(n));
+}
 
 // ---- packing ---------------------------------------------------------------------------------
 
@@ -166,15 +179,15 @@ inline float softmax_row(float* s, int64_t valid, int64_t width, float c, float*
   typename Vec::R sum0 = Vec::zero(), sum1 = Vec::zero();
   int64_t j = 0;
   for (; j + 2 * Vec::W <= width; j += 2 * Vec::W) {
-    const typename Vec::R p0 = Vec::exp2(Vec::fma(Vec::load(s + j), cv, off));
-    const typename Vec::R p1 = Vec::exp2(Vec::fma(Vec::load(s + j + Vec::W), cv, off));
+    const typename Vec::R p0 = exp2(Vec::fma(Vec::load(s + j), cv, off));
+    const typename Vec::R p1 = exp2(Vec::fma(Vec::load(s + j + Vec::W), cv, off));
     Vec::store(s + j, p0);
     Vec::store(s + j + Vec::W, p1);
     sum0 = Vec::add(sum0, p0);
     sum1 = Vec::add(sum1, p1);
   }
   for (; j < width; j += Vec::W) {
-    const typename Vec::R p0 = Vec::exp2(Vec::fma(Vec::load(s + j), cv, off));
+    const typename Vec::R p0 = exp2(Vec::fma(Vec::load(s + j), cv, off));
     Vec::store(s + j, p0);
     sum0 = Vec::add(sum0, p0);
   }
