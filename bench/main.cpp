@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -81,10 +82,12 @@ void print_machine() {
 namespace {
 
 void print_usage(std::FILE* f) {
-  std::fprintf(f,
-               "usage: streamdiff_bench [NAME ...]\n"
-               "Runs the benchmarks whose name contains one of the NAMEs (all without one) and "
-               "prints the machine, what ran and min/median times.\nBenchmarks:");
+  std::fprintf(
+      f,
+      "usage: streamdiff_bench [--csv-dir DIR] [NAME ...]\n"
+      "Runs the benchmarks whose name contains one of the NAMEs (all but soak without one) and "
+      "prints the machine, what ran and min/median times.\n"
+      "--csv-dir DIR: where `soak` writes its CSVs (default build/soak).\nBenchmarks:");
   for (const auto& e : sd::bench::Registry::all()) std::fprintf(f, " %s", e.name.c_str());
   std::fprintf(f, "\n");
 }
@@ -94,6 +97,20 @@ void print_usage(std::FILE* f) {
 // Exit codes: 0 every benchmark ran, 1 one failed, 2 a NAME that matches no benchmark.
 int main(int argc, char** argv) {
   using namespace sd::bench;
+  // Options are taken out of argv; what remains are names.
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--csv-dir") == 0) {
+      if (i + 1 == argc) {
+        std::fprintf(stderr, "error: --csv-dir needs a directory\n");
+        return 2;
+      }
+      setenv("SD_SOAK_CSV_DIR", argv[++i], 1);
+      continue;
+    }
+    argv[kept++] = argv[i];
+  }
+  argc = kept;
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
       print_usage(stdout);
@@ -112,7 +129,7 @@ int main(int argc, char** argv) {
   print_machine();
   int failures = 0;
   for (const auto& e : Registry::all()) {
-    bool run = argc < 2;
+    bool run = argc < 2 && e.name != "soak";  // the 20-minute soak runs only when named
     for (int i = 1; i < argc; ++i) run = run || e.name.find(argv[i]) != std::string::npos;
     if (!run) continue;
     std::printf("\n== %s\n", e.name.c_str());

@@ -49,8 +49,9 @@ fs::path CliTools::root_;
 TEST_F(CliTools, BenchToolListsItsBenchmarks) {
   RunResult r = test::run_shell(quote(SD_BENCH_PATH) + " --help");
   EXPECT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("usage: streamdiff_bench [NAME ...]"), std::string::npos) << r.output;
-  for (const char* name : {"kernels", "taesd", "unet-batch", "lora", "load"})
+  EXPECT_NE(r.output.find("usage: streamdiff_bench [--csv-dir DIR] [NAME ...]"), std::string::npos)
+      << r.output;
+  for (const char* name : {"kernels", "taesd", "unet-batch", "lora", "load", "soak"})
     EXPECT_NE(r.output.find(std::string(" ") + name), std::string::npos) << name << r.output;
   EXPECT_EQ(r.output.find("machine:"), std::string::npos) << "--help ran benchmarks";
   r = test::run_shell(quote(SD_BENCH_PATH) + " no-such-bench");

@@ -1,10 +1,13 @@
-// core/machine.h: the process memory readings the load benchmark prints.
+// core/machine.h: the process memory readings the load benchmark prints, and the memory left
+// that large host allocations are checked against.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
 #include <cstring>
 
+#include "core/error.h"
 #include "core/machine.h"
+#include "core/tensor.h"
 
 namespace sd {
 namespace {
@@ -30,6 +33,22 @@ TEST(ProcessMemory, ResidentMemoryFollowsAnAllocationAndThePeakCanBeReset) {
   const ProcessMemory reset = process_memory();
   EXPECT_LT(reset.peak_rss, touched.rss - int64_t(kBytes) / 2);
   EXPECT_GE(reset.peak_rss, reset.rss);
+}
+
+TEST(AvailableMemory, IsReadAndALargerTensorIsAClearError) {
+  const int64_t available = available_memory();
+  if (available < 0) GTEST_SKIP() << "no /proc/meminfo here";
+  EXPECT_GT(available, int64_t(16) << 20);
+  // Twice what the machine has left: refused before a page is touched, naming both sizes.
+  const int64_t floats = available / 2;
+  try {
+    (void)Tensor::host({floats}, DType::F32);
+    FAIL() << "allocated " << floats * 4 << " bytes with " << available << " available";
+  } catch (const OutOfMemory& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("out of memory: cannot allocate "), std::string::npos) << m;
+    EXPECT_NE(m.find(" GiB available (MemAvailable + SwapFree)"), std::string::npos) << m;
+  }
 }
 
 }  // namespace

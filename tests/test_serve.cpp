@@ -245,6 +245,19 @@ TEST_F(Serve, BadInputGetsAnErrorOrACloseAndOthersKeepGoing) {
     expect_error(
         9, [&](WsClient& w) { w.frame(json::object(), jpeg); }, "exceeds 4096");
   }
+  // Not JSON, and its first 40 bytes end inside a two-byte character: the error quotes it
+  // without breaking the JSON it is sent in.
+  expect_error(
+      11,
+      [](WsClient& w) {
+        w.text("a" + std::string(30, 'x') + "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+      },
+      "not JSON: axxx");
+  {  // A path that is not UTF-8: a 404 in JSON, not an exception out of the network thread.
+    const auto r = http_get(port_, "/\xc3(\xff");
+    EXPECT_EQ(r.status, 404);
+    EXPECT_TRUE(json::parse(r.body, nullptr, false).is_object()) << r.body;
+  }
   {  // A disconnect mid-frame.
     WsClient gone(port_, uuid(10));
     ASSERT_TRUE(gone.read_until("send_frame"));

@@ -90,8 +90,11 @@ int finish(const StreamArgs& a, FrameSink& sink, RunReport& report) {
   if (report.unreadable > 0)
     warn("%lld input images could not be read and were skipped (listed above)\n",
          static_cast<long long>(report.unreadable));
+  if (!report.input_damage.empty())
+    warn("the input was damaged: %s; the %lld frames read were processed\n",
+         report.input_damage.c_str(), static_cast<long long>(report.written));
   if (report.ended == "interrupted") return interrupted_exit_code();
-  return report.unreadable > 0 ? kExitSkippedInputs : 0;
+  return report.unreadable > 0 || !report.input_damage.empty() ? kExitSkippedInputs : 0;
 }
 
 void run_img2img(StreamArgs& a) {

@@ -207,6 +207,7 @@ void run_frames(Stream& stream, FrameSource& source, FrameSink& sink, const Fram
     warn("the input delivers nothing and cannot be closed while it is being read: leaving it\n");
   }
   report.unreadable = r.unreadable;
+  if (!reader_left_behind) report.input_damage = source.damage();
   report.stats = stream.stats();
   report.wall_s = report.written_s.empty() ? 0 : report.written_s.back();
   for (const std::exception_ptr& e : {write_error, worker_error, r.error}) {

@@ -2,6 +2,9 @@
 #include "run_report.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -60,6 +63,7 @@ void write_stats_json(const std::string& path, const RunReport& r) {
   j["frames_skipped"] = s.skipped;
   j["frames_dropped"] = s.dropped;
   j["inputs_unreadable"] = r.unreadable;
+  j["input_damage"] = r.input_damage;
   j["wall_s"] = r.wall_s;
   j["fps"] = r.wall_s > 0 ? double(r.written) / r.wall_s : 0;
   j["latency_ms"] = {{"mean", s.latency_mean_ms},
@@ -77,10 +81,18 @@ void write_stats_json(const std::string& path, const RunReport& r) {
   j["load_ms"] = r.load_ms;
   j["prepare_ms"] = r.prepare_ms;
   j["written_s"] = r.written_s;
-  std::ofstream out(path);
+  // Through a temporary name, as every output: the final name never holds half a file.
+  const std::string partial = path + ".partial";
+  std::ofstream out(partial);
   out << j.dump(2) << "\n";
   out.close();
-  check(out.good(), "--stats-json '", path, "': cannot write the file");
+  std::error_code ec;
+  if (out.good()) std::filesystem::rename(partial, path, ec);
+  if (!out.good() || ec) {
+    const std::string why = ec ? ec.message() : std::strerror(errno);
+    std::filesystem::remove(partial, ec);
+    check(false, "--stats-json '", path, "': cannot write the file: ", why);
+  }
 }
 
 }  // namespace streamdiff::cli

@@ -37,7 +37,8 @@ struct RunReport {
   double load_ms = 0, prepare_ms = 0;
   std::vector<double> written_s;  // when each output was written, from the run's start
   bool live = false;
-  std::string ended;  // "" (the input ended), "interrupted", "stdout closed"
+  std::string ended;         // "" (the input ended), "interrupted", "stdout closed"
+  std::string input_damage;  // a video input damaged after its first frame (FrameSource::damage)
 };
 
 // The summary lines (frames, fps, both latencies) through say().

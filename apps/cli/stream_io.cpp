@@ -75,6 +75,7 @@ class VideoSource : public FrameSource {
   bool is_video() const override { return true; }
   bool is_stream() const override { return reader_.is_stream(); }
   bool is_camera() const override { return reader_.is_device(); }
+  std::string damage() const override { return reader_.damage(); }
   std::string describe() const override {
     const std::string what = path_ == "-" ? "stdin" : path_;
     return what + " (" + reader_.codec_name() + " " + std::to_string(reader_.width()) + "x" +

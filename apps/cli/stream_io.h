@@ -40,6 +40,8 @@ class FrameSource {
   virtual bool is_stream() const { return false; }
   virtual bool is_camera() const { return false; }
   virtual bool is_single_image() const { return false; }
+  // What went wrong with a video input after its first frame (VideoReader::damage); "" if nothing.
+  virtual std::string damage() const { return ""; }
   virtual std::string describe() const = 0;
 };
 

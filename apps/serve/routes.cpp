@@ -277,7 +277,9 @@ bool origin_allowed(const Request& req, const std::vector<std::string>& allowed)
 Response json_response(int status, const json& body) {
   Response r;
   r.status = status;
-  r.body = body.dump();
+  // A message may quote the client's bytes (a path, a value): what is not UTF-8 is replaced
+  // rather than thrown about.
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   return r;
 }
 

@@ -109,7 +109,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       return;
     }
     const bool head = req.method() == http::verb::head;
-    send(route(q, ctx_), req.version(), req.keep_alive(), head);
+    Response r;
+    try {
+      r = route(q, ctx_);
+    } catch (const std::exception& e) {  // a bug, but one request's: the server goes on
+      r = error_response(500, std::string("internal error: ") + e.what());
+    }
+    send(std::move(r), req.version(), req.keep_alive(), head);
   }
 
   void upgrade(http::request<http::string_body> req, const Request& q) {

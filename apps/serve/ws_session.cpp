@@ -40,7 +40,10 @@ std::vector<std::shared_ptr<WsSession>> WsRegistry::all() const {
 // ---------------------------------------------------------------------------------
 
 WsSession::WsSession(net::ip::tcp::socket&& socket, ServerContext& ctx, std::string uuid)
-    : ws_(std::move(socket)), ctx_(ctx), uuid_(std::move(uuid)) {}
+    : ws_(std::move(socket)),
+      ctx_(ctx),
+      uuid_(std::move(uuid)),
+      protocol_(ctx.limits, ctx.opt.max_image_side) {}
 
 WsSession::~WsSession() = default;
 
@@ -85,7 +88,7 @@ void WsSession::opened(std::shared_ptr<Session> session, const std::string& erro
   send({{"status", "connected"}, {"message", "Connected"}});
   send({{"status", "wait"}});
   send({{"status", "send_frame"}});
-  expect_ = Expect::NextFrame;
+  expect_ = Expect::Active;
   do_read();
 }
 
@@ -110,61 +113,36 @@ void WsSession::on_read(beast::error_code ec, size_t bytes) {
 }
 
 void WsSession::handle_text(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception&) {
-    ++ctx_.rejected;
-    return fail("not JSON: " + text.substr(0, 40));
-  }
-  if (expect_ == Expect::NextFrame) {
-    if (j.is_object() && j.value("status", "") == "next_frame") {
-      expect_ = Expect::Params;
-      return;
-    }
-    ++ctx_.rejected;
-    return fail("expected {\"status\":\"next_frame\"}, got " + j.dump().substr(0, 60));
-  }
-  if (expect_ == Expect::Params) {
-    try {
-      params_ = parse_params(j, ctx_.limits);
-    } catch (const ParamError& e) {
-      ++ctx_.rejected;
-      return fail(e.what());
-    }
-    expect_ = Expect::Image;
-    return;
-  }
-  ++ctx_.rejected;
-  fail("expected the frame's JPEG (a binary message), got text");
+  if (expect_ != Expect::Active) return;  // closing: what comes after is not read
+  act(protocol_.on_text(text));
 }
 
 void WsSession::handle_binary(const std::string& bytes) {
-  if (expect_ != Expect::Image) {
-    ++ctx_.rejected;
-    return fail(expect_ == Expect::Params ? "a binary message before the params"
-                                          : "a binary message before {\"status\":\"next_frame\"}");
+  if (expect_ != Expect::Active) return;  // closing: what comes after is not read
+  act(protocol_.on_binary(bytes));
+}
+
+void WsSession::act(WsProtocol::Step step) {
+  using Kind = WsProtocol::Step::Kind;
+  switch (step.kind) {
+    case Kind::Wait:
+      return;
+    case Kind::SendFrame:
+      return send({{"status", "send_frame"}});
+    case Kind::Fail:
+      ++ctx_.rejected;
+      return fail(step.error);
+    case Kind::Frame:
+      if (!session_->offer(std::move(step.frame), std::move(step.params), Clock::now()))
+        return finish();
+      ctx_.sessions.notify();
+      return;
   }
-  expect_ = Expect::NextFrame;
-  if (bytes.empty()) {  // the demo's client sends nothing when its camera has no frame yet
-    send({{"status", "send_frame"}});
-    return;
-  }
-  Image frame;
-  try {
-    frame = decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "frame",
-                         ctx_.opt.max_image_side);
-  } catch (const Error& e) {
-    ++ctx_.rejected;
-    return fail(e.what());
-  }
-  if (!session_->offer(std::move(frame), std::move(params_), Clock::now())) return finish();
-  params_ = FrameParams{};
-  ctx_.sessions.notify();
 }
 
 void WsSession::send(json message) {
-  outbox_.push_back(message.dump());
+  // Replacing what is not UTF-8: an error message may quote a client's bytes.
+  outbox_.push_back(message.dump(-1, ' ', false, json::error_handler_t::replace));
   if (outbox_.size() == 1) do_write();
 }
 

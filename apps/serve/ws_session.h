@@ -21,6 +21,7 @@
 #include <string>
 
 #include "routes.h"
+#include "ws_protocol.h"
 
 namespace streamdiff::serve {
 
@@ -35,7 +36,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void time_out();
 
  private:
-  enum class Expect { Opening, NextFrame, Params, Image, Closing };
+  enum class Expect { Opening, Active, Closing };
 
   void on_accept(boost::beast::error_code ec);
   void opened(std::shared_ptr<Session> session, const std::string& error);
@@ -43,6 +44,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void on_read(boost::beast::error_code ec, size_t bytes);
   void handle_text(const std::string& text);
   void handle_binary(const std::string& bytes);
+  void act(WsProtocol::Step step);
   void send(nlohmann::json message);
   void do_write();
   void on_write(boost::beast::error_code ec, size_t);
@@ -56,7 +58,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   std::deque<std::string> outbox_;
   Expect expect_ = Expect::Opening;
   bool closing_ = false, finished_ = false;
-  FrameParams params_;  // of the frame being received
+  WsProtocol protocol_;  // the message sequence of each frame
   std::shared_ptr<Session> session_;
 };
 

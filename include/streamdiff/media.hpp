@@ -86,9 +86,14 @@ class STREAMDIFF_API VideoReader {
   int64_t frame_count() const;            // as the container states it; -1 when unknown
   int64_t estimated_frame_count() const;  // frame_count(), else duration x fps, else -1
   const std::string& codec_name() const;
-  bool is_stream() const;   // stdin, a FIFO or a device: no seeking, length unknown
-  bool is_device() const;   // a camera: frames come in real time
-  bool read(Image& frame);  // false at the end
+  bool is_stream() const;  // stdin, a FIFO or a device: no seeking, length unknown
+  bool is_device() const;  // a camera: frames come in real time
+  // The next frame; false at the end. A damaged input (a file cut short, a pipe or camera gone,
+  // packets that do not decode) throws only before its first frame; after it, damaged packets
+  // are skipped and a read error ends the input, and damage() says what happened ("" when the
+  // input was read cleanly).
+  bool read(Image& frame);
+  std::string damage() const;
 
   struct Impl;
 

@@ -29,8 +29,8 @@ class OmpThreadsGuard {
   int saved_;
 };
 
-// Runs fn(); an engine error (sd::Error) becomes Error(status, message), std::bad_alloc
-// OutOfMemory, any other exception Internal; a streamdiff::Error passes unchanged.
+// Runs fn(); an engine error (sd::Error) becomes Error(status, message), sd::OutOfMemory and
+// std::bad_alloc OutOfMemory, any other exception Internal; a streamdiff::Error passes unchanged.
 template <typename F>
 auto guarded(Status status, F&& fn) -> decltype(fn()) {
   OmpThreadsGuard threads;
@@ -38,6 +38,8 @@ auto guarded(Status status, F&& fn) -> decltype(fn()) {
     return std::forward<F>(fn)();
   } catch (const Error&) {
     throw;
+  } catch (const sd::OutOfMemory& e) {
+    throw Error(Status::OutOfMemory, e.what());
   } catch (const sd::Error& e) {
     throw Error(status, e.what());
   } catch (const std::bad_alloc&) {

@@ -220,6 +220,10 @@ bool VideoReader::is_device() const {
   return live(impl_).is_device();
 }
 
+std::string VideoReader::damage() const {
+  return live(impl_).damage();
+}
+
 bool VideoReader::read(Image& frame) {
   return guarded(Status::Io, [&] {
     sd::VideoReader& reader = live(impl_);

@@ -33,6 +33,21 @@ ProcessMemory process_memory() {
   return m;
 }
 
+int64_t available_memory() {
+  std::ifstream f("/proc/meminfo");
+  std::string name, unit;
+  int64_t kib = 0, total = 0;
+  bool found = false;
+  while (f >> name >> kib) {
+    std::getline(f, unit);  // " kB"
+    if (name == "MemAvailable:" || name == "SwapFree:") {
+      total += kib;
+      found = found || name == "MemAvailable:";
+    }
+  }
+  return found ? total * 1024 : -1;
+}
+
 bool reset_peak_rss() {
   std::ofstream f("/proc/self/clear_refs");
   if (!f) return false;

@@ -16,6 +16,10 @@ struct ProcessMemory {
 };
 ProcessMemory process_memory();
 
+// Memory a new allocation can still get without swapping or the OOM killer: MemAvailable plus
+// SwapFree from /proc/meminfo (Linux), in bytes; -1 where unknown.
+int64_t available_memory();
+
 // Resets the peak (VmHWM) to the current RSS by writing "5" to /proc/self/clear_refs (Linux 4.0
 // and later); false where that is not possible.
 bool reset_peak_rss();

@@ -1,9 +1,12 @@
 #include "core/tensor.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <sstream>
+
+#include "core/machine.h"
 
 namespace sd {
 
@@ -38,12 +41,34 @@ std::string Shape::str() const {
 }
 
 namespace {
+// Large host allocations are checked against the memory the machine has left: Linux grants
+// nearly any request and the OOM killer ends the process when the pages are touched, so a
+// stream too large for the machine (an impossible resolution) would die instead of failing.
+void* host_alloc(size_t bytes) {
+  constexpr size_t kChecked = size_t(256) << 20;
+  const auto gib = [](double b) {
+    char s[32];
+    std::snprintf(s, sizeof s, "%.1f GiB", b / double(1 << 30));
+    return std::string(s);
+  };
+  if (bytes >= kChecked) {
+    const int64_t available = available_memory();
+    if (available >= 0 && double(bytes) > double(available))
+      throw OutOfMemory(detail::concat(
+          "out of memory: cannot allocate ", gib(double(bytes)), " of host memory, ",
+          gib(double(available)),
+          " available (MemAvailable + SwapFree); a smaller size or batch needs less"));
+  }
+  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+  if (!p)
+    throw OutOfMemory(
+        detail::concat("out of memory: cannot allocate ", gib(double(bytes)), " of host memory"));
+  return p;
+}
+
 class HostStorage final : public Storage {
  public:
-  explicit HostStorage(size_t bytes)
-      : Storage(std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64), bytes, Device::CPU) {
-    if (!ptr_) throw std::bad_alloc();
-  }
+  explicit HostStorage(size_t bytes) : Storage(host_alloc(bytes), bytes, Device::CPU) {}
   ~HostStorage() override { std::free(ptr_); }
 };
 }  // namespace

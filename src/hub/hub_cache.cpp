@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "io/output_file.h"
 
 namespace sd::hub {
 
@@ -70,24 +71,6 @@ std::string path_problem(const std::string& path) {
     if (part == "." || part == "..") return "it has a '" + part + "' part";
   }
   return "";
-}
-
-// Writes `text` to `path` through a temporary file renamed into place.
-void write_file_atomically(const std::string& path, const std::string& text) {
-  static std::atomic<int> counter{0};
-  const std::string tmp =
-      path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    SD_CHECK(out.good(), "cannot write '", tmp, "'");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    fail("cannot rename '", tmp, "' to '", path, "': ", std::strerror(err));
-  }
 }
 
 // Creates `dir` (and its parents) as real folders: a part that exists as anything else, a
@@ -196,7 +179,8 @@ void RepoCache::write_ref(const std::string& revision, const std::string& commit
   fs::create_directories(repo_dir_ + "/refs");
   if (revision.find('/') != std::string::npos)
     make_real_dirs(repo_dir_ + "/refs", revision.substr(0, revision.rfind('/')));
-  write_file_atomically(repo_dir_ + "/refs/" + revision, commit);
+  write_file_atomically(repo_dir_ + "/refs/" + revision, {{commit.data(), commit.size()}},
+                        "Hub ref");
 }
 
 void RepoCache::link_snapshot_file(const std::string& commit, const std::string& path,

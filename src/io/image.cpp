@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "io/image.h"
+#include "io/output_file.h"
 
 namespace sd {
 
@@ -298,14 +299,7 @@ void write_image(const std::string& path, const Image& img, int jpeg_quality) {
     fail("cannot write image '", path, "': unknown extension '", ext,
          "' (expected .png, .jpg or .jpeg)");
   }
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) fail("cannot write image '", path, "': ", std::strerror(errno));
-  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  const int write_errno = errno;
-  if (std::fclose(f) != 0 || !written) {
-    std::remove(path.c_str());
-    fail("cannot write image '", path, "': ", std::strerror(written ? errno : write_errno));
-  }
+  write_file_atomically(path, {{bytes.data(), bytes.size()}}, "image");
 }
 
 Tensor image_to_tensor(const Image& img) {

@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "io/json_config.h"
+#include "io/output_file.h"
 
 namespace sd {
 
@@ -403,25 +404,6 @@ Tensor SafetensorsFile::load(const std::string& name, DType dtype, const Shape& 
 
 // ---- writing -----------------------------------------------------------------------------------
 
-namespace {
-
-// Writes all of [data, data + n) to fd; false on error (errno set).
-bool write_all(int fd, const void* data, size_t n) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, std::min(n, size_t(1) << 30));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += w;
-    n -= size_t(w);
-  }
-  return true;
-}
-
-}  // namespace
-
 void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
@@ -458,26 +440,9 @@ void write_safetensors(const std::string& path, const std::map<std::string, Tens
   uint8_t len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
 
-  std::string tmp = path + ".tmp-XXXXXX";
-  int fd = ::mkstemp(tmp.data());
-  if (fd < 0) fail("cannot write safetensors file '", path, "': ", errno_text());
-  bool ok = ::fchmod(fd, 0644) == 0 && write_all(fd, len_bytes, 8) &&
-            write_all(fd, text.data(), text.size());
-  for (auto it = layout.begin(); ok && it != layout.end(); ++it)
-    ok = write_all(fd, (*it)->second.data(), (*it)->second.nbytes());
-  std::string err = ok ? std::string() : errno_text();
-  if (::close(fd) != 0 && ok) {
-    ok = false;
-    err = errno_text();
-  }
-  if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ok = false;
-    err = errno_text();
-  }
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    fail("cannot write safetensors file '", path, "': ", err);
-  }
+  std::vector<ByteSpan> pieces{{len_bytes, 8}, {text.data(), text.size()}};
+  for (const auto* kv : layout) pieces.push_back({kv->second.data(), kv->second.nbytes()});
+  write_file_atomically(path, pieces, "safetensors file");
 }
 
 }  // namespace sd

@@ -113,12 +113,34 @@ struct VideoReader::Impl {
   std::string codec, format_name;
   bool stream_input = false, device = false;
   bool flushing = false, finished = false;
+  // Trouble after the first frame (see VideoReader::damage): packets skipped, the last error.
+  int damaged = 0, damaged_in_a_row = 0;
+  std::string damage, read_error;
   // What the converter was set up for.
   int sws_width = 0, sws_height = 0, sws_format = -1, sws_colorspace = -1, sws_range = -1;
 
   [[noreturn]] void fail_decoding(const char* what, int err) const {
     fail("video '", path, "': ", what, " frame ", frames, " failed: ", error_text(err));
   }
+
+  // A packet the decoder rejects. Before the first frame the input is not a video we can read
+  // (an error); after it, a damaged packet is skipped, as players do, unless many come in a
+  // row: then the input is taken as broken and ends here.
+  void damaged_packet(int err) {
+    if (frames == 0) fail_decoding("decoding", err);
+    ++damaged;
+    damage = "decoding after frame " + std::to_string(frames) + " failed: " + error_text(err);
+    if (++damaged_in_a_row >= kMaxDamagedInARow) end_broken(damage);
+  }
+
+  // A read error after the first frame (a cut-short file, a pipe or camera gone): the input ends
+  // with the frames decoded so far.
+  void end_broken(const std::string& why) {
+    read_error = why;
+    finished = true;
+  }
+
+  static constexpr int kMaxDamagedInARow = 8;
 
   // Sends the next packet of our stream to the decoder, or the end-of-stream flush.
   void feed() {
@@ -129,14 +151,18 @@ struct VideoReader::Impl {
         flushing = true;
         return;
       }
-      if (r < 0) fail_decoding("reading", r);
+      if (r < 0) {
+        if (frames == 0) fail_decoding("reading", r);
+        return end_broken("reading after frame " + std::to_string(frames) +
+                          " failed: " + error_text(r));
+      }
       if (packet->stream_index != stream) {
         av_packet_unref(packet.get());
         continue;
       }
       const int s = avcodec_send_packet(decoder.get(), packet.get());
       av_packet_unref(packet.get());
-      if (s < 0 && s != AVERROR(EAGAIN)) fail_decoding("decoding", s);
+      if (s < 0 && s != AVERROR(EAGAIN)) damaged_packet(s);
       return;
     }
   }
@@ -313,6 +339,20 @@ int64_t VideoReader::frames_read() const {
   return impl_->frames;
 }
 
+std::string VideoReader::damage() const {
+  const Impl& m = *impl_;
+  if (m.damaged == 0 && m.read_error.empty()) return "";
+  std::string s = "video '" + m.path + "': ";
+  if (!m.read_error.empty()) s += m.read_error + "; the input ended there";
+  if (m.damaged > 0) {
+    if (!m.read_error.empty()) s += " (";
+    s += std::to_string(m.damaged) + " damaged packet" + (m.damaged == 1 ? "" : "s") + " skipped";
+    if (m.read_error.empty()) s += ", the last: " + m.damage;
+    if (!m.read_error.empty()) s += ")";
+  }
+  return s;
+}
+
 bool VideoReader::read(Image& rgb) {
   Impl& m = *impl_;
   while (!m.finished) {
@@ -321,12 +361,13 @@ bool VideoReader::read(Image& rgb) {
       m.convert(rgb);
       av_frame_unref(m.frame.get());
       ++m.frames;
+      m.damaged_in_a_row = 0;
       return true;
     }
     if (r == AVERROR_EOF) {
       m.finished = true;
     } else if (r != AVERROR(EAGAIN)) {
-      m.fail_decoding("decoding", r);
+      m.damaged_packet(r);
     } else if (m.flushing) {
       m.finished = true;  // a decoder that asks for input after the flush has nothing left
     } else {

@@ -97,9 +97,15 @@ class VideoReader {
   bool is_device() const;                  // a capture device (a camera)
 
   // Decodes the next frame into `rgb` (resized to the frame); false at the end of the stream
-  // (after draining the decoder's delayed frames). A packet the decoder rejects throws naming
-  // the file and the index of the frame being decoded.
+  // (after draining the decoder's delayed frames). Before the first frame, a read or decode
+  // error throws naming the file. After it, the input is damaged rather than unreadable: a
+  // packet the decoder rejects is skipped (8 in a row end the input), and a read error (a file
+  // cut short, a pipe or camera gone) ends it; damage() then says what happened.
   bool read(Image& rgb);
+  // What went wrong after the first frame: "video 'x.mp4': 1 damaged packet skipped, the last:
+  // decoding after frame 34 failed: Invalid data found when processing input", or a read error
+  // that ended the input; empty when it was read cleanly.
+  std::string damage() const;
   int64_t frames_read() const;  // frames returned by read() so far
 
  private:

@@ -50,6 +50,17 @@ int fuzz_serve_params(const uint8_t* data, size_t size);
 // percent_decode, uuid_after, is_uuid), the next lines "name: value" headers (authorized,
 // origin_allowed).
 int fuzz_serve_http(const uint8_t* data, size_t size);
+// A sequence of WebSocket messages of one client (parts; each part's first byte 'T' makes it a
+// text message, anything else a binary one, the rest is the message) through WsProtocol, the
+// demo's next_frame / params / JPEG sequence, as the server runs it.
+int fuzz_serve_ws(const uint8_t* data, size_t size);
+// An HTTP request to route(), the server's plain routes, on the committed tiny model: the first
+// line is "METHOD target", the next lines headers, part 2 the body (POST /api/predict with a
+// valid body, which would run the model, is left to serve_params).
+int fuzz_serve_routes(const uint8_t* data, size_t size);
+// A video file through our FFmpeg wrapper: VideoReader on the bytes (probing, demuxing,
+// decoding, conversion to RGB), at most 8 frames read.
+int fuzz_video(const uint8_t* data, size_t size);
 // The Hub API's revision listing (part 1: parse_repo_listing), a model_index.json (part 2) and
 // include globs (part 3, one a line): choose_files.
 int fuzz_hub_listing(const uint8_t* data, size_t size);

@@ -273,6 +273,61 @@ def make_serve_http():
     put(t, "empty", "")
 
 
+def make_serve_ws():
+    t = "serve_ws"
+    with open(os.path.join(CORPUS, "image_jpeg", "yuv420_16x8"), "rb") as f:
+        jpeg = f.read()
+    frame = [b'T{"status":"next_frame"}', b'T{"prompt":"a cat","width":64,"height":64}', b"B" + jpeg]
+    put(t, "two_frames", SEP.join(frame + frame))
+    put(t, "no_camera_yet", SEP.join(frame[:2] + [b"B"] + frame))
+    put(t, "binary_first", SEP.join([b"B" + jpeg] + frame))
+    put(t, "not_json", SEP.join([b"T{not json", frame[0]]))
+    put(t, "bad_param", SEP.join([frame[0], b'T{"guidance_scale":"high"}', b"B" + jpeg]))
+    put(t, "text_for_image", SEP.join(frame[:2] + [b'T{"status":"next_frame"}']))
+    put(t, "utf8_cut", SEP.join([b"Ta" + "é".encode() * 30]))  # not JSON, cut inside a character
+    put(t, "bad_jpeg", SEP.join(frame[:2] + [b"B\xff\xd8\xff\xe0garbage"]))
+
+
+def make_serve_routes():
+    t = "serve_routes"
+    for name, request in [
+            ("settings", "GET /api/settings"), ("queue", "GET /api/queue"),
+            ("health", "GET /api/health"), ("stats", "GET /api/stats"),
+            ("metrics", "GET /metrics"), ("page", "GET /"), ("head", "HEAD /api/settings"),
+            ("view", "GET /view/00000000-0000-4000-8000-000000000001"),
+            ("view_bad", "GET /view/not-a-uuid"), ("missing", "GET /nothing/here?a=%zz&b"),
+            ("delete", "DELETE /api/settings"),
+            ("predict_get", "GET /api/predict"),
+            ("token", "GET /api/settings?token=x\nAuthorization: Bearer y\nCookie: streamdiff_token=z"),
+            ("origin", "GET /api/queue\nOrigin: http://evil.example\nHost: 127.0.0.1:7860")]:
+        put(t, name, request)
+    put(t, "predict_not_json", "POST /api/predict" + SEP.decode() + "{not json")
+    put(t, "predict_array", "POST /api/predict" + SEP.decode() + "[1,2]")
+    put(t, "bytes", b"GET /\xff\xfe?\xc3=\xa9")
+
+
+def make_video():
+    t = "video"
+    if not shutil.which("ffmpeg"):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        def ffmpeg(name, ext, *args):
+            out = os.path.join(tmp, name + "." + ext)
+            subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                            "testsrc=size=16x16:rate=4", "-frames:v", "3", *args, out], check=True)
+            with open(out, "rb") as f:
+                data = f.read()
+            put(t, name, data)
+            return data
+        mp4 = ffmpeg("h264_mp4", "mp4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "2")
+        put(t, "h264_mp4_truncated", mp4[: len(mp4) * 2 // 3])
+        ffmpeg("mjpeg_avi", "avi", "-c:v", "mjpeg", "-q:v", "8")
+        ffmpeg("y4m", "y4m", "-pix_fmt", "yuv420p")
+        ffmpeg("gif", "gif")
+        ffmpeg("mpeg4_mkv", "mkv", "-c:v", "mpeg4", "-q:v", "10")
+    put(t, "not_video", b"hello, I am not a video file")
+
+
 # ---- Hub ---------------------------------------------------------------------------------------
 def make_hub_listing():
     t = "hub_listing"
@@ -313,6 +368,7 @@ def main():
     for make in [make_safetensors, make_safetensors_index, make_model_config, make_lora,
                  make_ldm_checkpoint, make_clip_tokenizer, make_clip_tokenizer_folder,
                  make_image_png, make_image_jpeg, make_serve_params, make_serve_http,
+                 make_serve_ws, make_serve_routes, make_video,
                  make_hub_listing, make_hub_names]:
         make()
 

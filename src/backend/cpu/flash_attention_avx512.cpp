@@ -8,7 +8,9 @@
 #if defined(__AVX512F__)
 // GCC 12's avx512fintrin.h initialises _mm512_undefined_ps() from itself, which
 // -Wmaybe-uninitialized reports wherever it is inlined.
+#if !defined(__clang__)  // a GCC warning (clang does not know it)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
