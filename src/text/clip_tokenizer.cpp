@@ -103,8 +103,15 @@ bool parse_token_spec(const nlohmann::json& j, TokenSpec& spec, const std::strin
   SD_CHECK(j.is_object() && j.contains("content") && j["content"].is_string(),
            "CLIP tokenizer: ", where, " must be a string or an object with a string \"content\"");
   spec.content = j["content"].get<std::string>();
-  spec.lstrip = j.value("lstrip", false);
-  spec.rstrip = j.value("rstrip", false);
+  const auto flag = [&](const char* key) {
+    if (!j.contains(key) || j[key].is_null()) return false;
+    SD_CHECK(j[key].is_boolean(), "CLIP tokenizer: ", where, ".", key,
+             " must be true or false, got ",
+             j[key].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    return j[key].get<bool>();
+  };
+  spec.lstrip = flag("lstrip");
+  spec.rstrip = flag("rstrip");
   return true;
 }
 
