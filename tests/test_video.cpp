@@ -165,6 +165,17 @@ TEST_F(VideoFiles, MissingAndNonVideoFilesAreErrorsNamingThem) {
   EXPECT_NE(err.find("does not exist"), std::string::npos) << err;
 }
 
+TEST_F(VideoFiles, FramesLargerThan8192ASideAreRefusedBeforeDecoding) {
+  // A y4m header claiming 9000x2 (one frame of 4:2:0 data follows): an error, not a 9000-wide
+  // allocation per frame (a few header bytes can claim any size).
+  const std::string wide = file("wide.y4m");
+  std::ofstream(wide, std::ios::binary) << "YUV4MPEG2 W9000 H2 F12:1 C420jpeg\nFRAME\n"
+                                        << std::string(9000 * 2 * 3 / 2, '\x80');
+  const std::string err = error_of([&] { VideoReader r(wide); });
+  EXPECT_NE(err.find("wide.y4m"), std::string::npos) << err;
+  EXPECT_NE(err.find("frames of 9000x2 exceed 8192 pixels a side"), std::string::npos) << err;
+}
+
 TEST_F(VideoFiles, OddSizesAndBadArgumentsAreRefused) {
   const std::string odd = file("odd.mp4");
   std::string err = error_of([&] { VideoWriter w(odd, 63, 48, {12, 1}); });

@@ -100,6 +100,10 @@ bool is_full_range_format(AVPixelFormat f) {
 
 }  // namespace
 
+// The largest frame side read (8K video is 7680x4320): a few header bytes can claim any size,
+// and each frame of that size would be allocated and converted.
+constexpr int kMaxVideoSide = 8192;
+
 struct VideoReader::Impl {
   std::string path;
   InputContext format;
@@ -283,6 +287,9 @@ VideoReader::VideoReader(const std::string& path, const VideoInputOptions& optio
   if (r < 0) fail("video '", path, "': cannot open the ", codec->name, " decoder: ", error_text(r));
   SD_CHECK(m.decoder->width > 0 && m.decoder->height > 0, "video '", path,
            "': the video stream has no frame size");
+  SD_CHECK(m.decoder->width <= kMaxVideoSide && m.decoder->height <= kMaxVideoSide, "video '", path,
+           "': frames of ", m.decoder->width, "x", m.decoder->height, " exceed ", kMaxVideoSide,
+           " pixels a side");
   m.codec = codec->name;
   m.fps = snap_rate(st->avg_frame_rate);
   if (!m.fps.valid()) m.fps = snap_rate(st->r_frame_rate);
@@ -357,6 +364,11 @@ bool VideoReader::read(Image& rgb) {
   Impl& m = *impl_;
   while (!m.finished) {
     const int r = avcodec_receive_frame(m.decoder.get(), m.frame.get());
+    if (r == 0 && (m.frame->width > kMaxVideoSide || m.frame->height > kMaxVideoSide)) {
+      av_frame_unref(m.frame.get());  // a frame larger than the stream said: damaged
+      m.damaged_packet(AVERROR_INVALIDDATA);
+      continue;
+    }
     if (r == 0) {
       m.convert(rgb);
       av_frame_unref(m.frame.get());

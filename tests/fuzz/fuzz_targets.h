@@ -59,7 +59,7 @@ int fuzz_serve_ws(const uint8_t* data, size_t size);
 // valid body, which would run the model, is left to serve_params).
 int fuzz_serve_routes(const uint8_t* data, size_t size);
 // A video file through our FFmpeg wrapper: VideoReader on the bytes (probing, demuxing,
-// decoding, conversion to RGB), at most 8 frames read.
+// decoding, conversion to RGB), at most 3 frames read.
 int fuzz_video(const uint8_t* data, size_t size);
 // The Hub API's revision listing (part 1: parse_repo_listing), a model_index.json (part 2) and
 // include globs (part 3, one a line): choose_files.
