@@ -45,7 +45,10 @@ LcmSchedulerConfig LcmSchedulerConfig::from_json_file(const std::string& path) {
     j.read("beta_start", &f);
     c.beta_start = j.json()["beta_start"].get<double>();
   }
-  if (j.has("beta_end")) c.beta_end = j.json()["beta_end"].get<double>();
+  if (j.has("beta_end")) {
+    j.read("beta_end", &f);  // checks the type; the value is kept in double
+    c.beta_end = j.json()["beta_end"].get<double>();
+  }
   j.read("beta_schedule", &c.beta_schedule);
   j.read("original_inference_steps", &c.original_inference_steps);
   if (j.has("timestep_scaling")) {
