@@ -4,7 +4,8 @@
 // embedding precomputed (the per-frame path) and, at 256x256, also without. The arena is planned
 // before timing (one untimed pass, then reserve(peak())). GFLOP are counted by the backend over
 // the untimed pass (cpu_backend_stats().flops: convolutions, matrix products, attention, from
-// their shapes). Set SD_BENCH_UNET_SIZES=256 to skip 512x512.
+// their shapes). Set SD_BENCH_UNET_SIZES=256 to skip 512x512, and SD_BENCH_UNET_ARCH=bk-sdm-small
+// or bk-sdm-tiny for the block-removed UNets of BK-SDM (models/unet.h) instead of SD 1.5.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -22,6 +23,15 @@
 using namespace sd;
 
 SD_BENCH("unet") {
+  const char* arch_env = std::getenv("SD_BENCH_UNET_ARCH");
+  const std::string arch = arch_env && *arch_env ? arch_env : "sd1.5";
+  UNetConfig config = sd15_unet_config();
+  if (arch == "bk-sdm-small")
+    config = bk_sdm_small_unet_config();
+  else if (arch == "bk-sdm-tiny")
+    config = bk_sdm_tiny_unet_config();
+  else
+    SD_CHECK(arch == "sd1.5", "SD_BENCH_UNET_ARCH '", arch, "' is not bk-sdm-small or bk-sdm-tiny");
   std::vector<int> sizes = {256, 512};
   if (const char* env = std::getenv("SD_BENCH_UNET_SIZES"); env && std::string(env) == "256")
     sizes = {256};
@@ -30,12 +40,13 @@ SD_BENCH("unet") {
     BackendOptions opts;
     opts.dtype = dtype;
     auto backend = make_backend(opts);
-    HashUNetWeights weights("hash-random SD 1.5 UNet weights");
+    HashUNetWeights weights("hash-random " + arch + " UNet weights");
     auto t0 = std::chrono::steady_clock::now();
-    auto model = UNet::create(sd15_unet_config(), weights, *backend);
+    auto model = UNet::create(config, weights, *backend);
     double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("backend: %s\nSD 1.5 UNet: %.1f M parameters, built in %.1f s\n",
-                backend->description().c_str(), double(weights.params()) * 1e-6, load_s);
+    std::printf("backend: %s\n%s UNet: %.1f M parameters, built in %.1f s\n",
+                backend->description().c_str(), arch.c_str(), double(weights.params()) * 1e-6,
+                load_s);
     std::fflush(stdout);
     Tensor states = sd::bench::persistent_input(*backend, Shape{1, 77, 768}, 0.011f);
     UNetKVCache kv = model->precompute_kv(states);
@@ -68,9 +79,9 @@ SD_BENCH("unet") {
         if (size == 512 && !p.at_512) continue;
         sd::bench::Stats s = sd::bench::time_it(p.fn, runs, 0);
         std::printf(
-            "unet sd1.5 %dx%d %s batch 1, %s: min %.0f ms, median %.0f ms (%d runs), "
+            "unet %s %dx%d %s batch 1, %s: min %.0f ms, median %.0f ms (%d runs), "
             "%.0f GFLOP -> %.0f GFLOP/s at min\n",
-            size, size, dtype.c_str(), p.name, s.min_ms, s.median_ms, s.runs, gflop,
+            arch.c_str(), size, size, dtype.c_str(), p.name, s.min_ms, s.median_ms, s.runs, gflop,
             gflop / (s.min_ms * 1e-3));
         std::fflush(stdout);
       }
@@ -87,9 +98,9 @@ SD_BENCH("unet") {
       const sd::bench::Stats f = sd::bench::stats_of(fused_ms);
       const sd::bench::Stats d = sd::bench::stats_of(onednn_ms);
       std::printf(
-          "unet sd1.5 %dx%d %s batch 1, precomputed, attention fused vs oneDNN (interleaved): "
+          "unet %s %dx%d %s batch 1, precomputed, attention fused vs oneDNN (interleaved): "
           "min %.0f / %.0f ms, median %.0f / %.0f ms -> %.2fx at min\n",
-          size, size, dtype.c_str(), f.min_ms, d.min_ms, f.median_ms, d.median_ms,
+          arch.c_str(), size, size, dtype.c_str(), f.min_ms, d.min_ms, f.median_ms, d.median_ms,
           d.min_ms / f.min_ms);
       std::fflush(stdout);
       std::printf("arena: %.1f MiB reserved, %zu overflow allocations while timing\n",

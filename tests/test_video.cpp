@@ -176,6 +176,22 @@ TEST_F(VideoFiles, FramesLargerThan8192ASideAreRefusedBeforeDecoding) {
   EXPECT_NE(err.find("frames of 9000x2 exceed 8192 pixels a side"), std::string::npos) << err;
 }
 
+TEST_F(VideoFiles, MaxSideLowersTheLimit) {
+  const std::string clip = file("limit.y4m");
+  std::ofstream(clip, std::ios::binary) << "YUV4MPEG2 W64 H48 F12:1 C420jpeg\nFRAME\n"
+                                        << std::string(64 * 48 * 3 / 2, '\x80');
+  VideoInputOptions options;
+  options.max_side = 64;
+  Image frame;
+  EXPECT_TRUE(VideoReader(clip, options).read(frame));
+  options.max_side = 63;
+  std::string err = error_of([&] { VideoReader r(clip, options); });
+  EXPECT_NE(err.find("frames of 64x48 exceed 63 pixels a side"), std::string::npos) << err;
+  options.max_side = 0;
+  err = error_of([&] { VideoReader r(clip, options); });
+  EXPECT_NE(err.find("max_side 0 is outside 1 to 8192"), std::string::npos) << err;
+}
+
 TEST_F(VideoFiles, OddSizesAndBadArgumentsAreRefused) {
   const std::string odd = file("odd.mp4");
   std::string err = error_of([&] { VideoWriter w(odd, 63, 48, {12, 1}); });

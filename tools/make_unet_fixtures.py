@@ -7,7 +7,7 @@ UNet2DConditionModel. Run with the project's venv:
 Deterministic (fixed seeds, one CPU thread, deterministic algorithms): a rerun rewrites
 byte-identical files. CI never runs this script; it only reads what it wrote.
 
-Two tiny random configs, one per family:
+Four tiny random configs, one per family and two small-model layouts:
 - sd1_tiny: SD 1.x-like. Legacy `attention_head_dim` = number of heads (2, so head dims 8, 12
   and 16 at channels 16, 24, 32), conv 1x1 proj_in/proj_out (use_linear_projection false),
   layers_per_block 2 like SD, down (CrossAttn, CrossAttn, Down), up (Up, CrossAttn, CrossAttn).
@@ -15,6 +15,8 @@ Two tiny random configs, one per family:
   attention_head_dim = (2, 3, 4) with channels (16, 24, 32), i.e. head dim 8 everywhere,
   layers_per_block 1, transformer_layers_per_block 2 in the first block, upcast_attention true
   (as SD 2.1; a no-op in fp32).
+- bksdm_small_like / bksdm_tiny_like: the BK-SDM layouts (SD 1.x with blocks removed):
+  layers_per_block 1 and mid_block_type None; the tiny one has three CrossAttn blocks each way.
 Weights are saved as fp16 (diffusers folder: config.json + diffusion_pytorch_model.safetensors);
 the references use the fp16-rounded weights upcast to fp32, computed on CPU in fp32.
 
@@ -67,6 +69,42 @@ CONFIGS = {
         attention_head_dim=(2, 3, 4),
         use_linear_projection=True,
         upcast_attention=True,
+        flip_sin_to_cos=True,
+        freq_shift=0,
+    ),
+    # The BK-SDM layouts (SD 1.x with blocks removed): one resnet + transformer per down stage,
+    # two per up stage, no mid block; "tiny" also without the innermost (attention-free) stage.
+    "bksdm_small_like": dict(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                          "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                        "CrossAttnUpBlock2D"),
+        mid_block_type=None,
+        block_out_channels=(16, 24, 32, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=24,
+        attention_head_dim=2,
+        use_linear_projection=False,
+        flip_sin_to_cos=True,
+        freq_shift=0,
+    ),
+    "bksdm_tiny_like": dict(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        mid_block_type=None,
+        block_out_channels=(16, 24, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=24,
+        attention_head_dim=2,
+        use_linear_projection=False,
         flip_sin_to_cos=True,
         freq_shift=0,
     ),

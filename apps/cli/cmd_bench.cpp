@@ -414,7 +414,7 @@ void register_bench(CLI::App& app) {
                   ".safetensors checkpoint, or a Hugging Face repository id; default: full-size "
                   "hash-random weights of --arch");
   cmd->add_option("--arch", a->arch, "Architecture of the random UNet without --model")
-      ->check(CLI::IsMember({"sd15", "sd21"}))
+      ->check(CLI::IsMember({"sd15", "sd21", "bk-sdm-small", "bk-sdm-tiny"}))
       ->capture_default_str();
   cmd->add_option("--taesd", a->taesd,
                   "TAESD folder or repository id (default: the committed random "

@@ -66,6 +66,9 @@ struct VideoInputOptions {
   std::string size;          // "WxH": needed by rawvideo; a camera's mode
   std::string pixel_format;  // FFmpeg's name: "rgb24" (rawvideo), "mjpeg" or "yuyv422" (v4l2)
   std::string frame_rate;    // "30", "30000/1001": rawvideo, MJPEG streams, a camera's mode
+  // The largest frame width or height accepted, 1 to 8192 (8K video is 7680x4320); a larger
+  // stream is an error at open, a larger frame later is a damaged packet.
+  int max_side = 8192;
 };
 
 // Decodes the best video stream of a file, a stream or a camera into RGB images, in
@@ -80,6 +83,8 @@ class STREAMDIFF_API VideoReader {
   VideoReader(VideoReader&&) noexcept;
   VideoReader& operator=(VideoReader&&) noexcept;
 
+  // The frame size the stream states at open. A stream may change size later: each Image read
+  // carries its own (a Stream resizes inputs of another size).
   int width() const;
   int height() const;
   Rational fps() const;

@@ -103,8 +103,9 @@ class Model:
         dtype: str = "auto",
         threads: int = 0,
     ) -> "Model":
-        """A model with deterministic random weights of a full-size architecture ("sd15" or
-        "sd21"), for benchmarks and tests without downloads; taesd (the VAE) is required."""
+        """A model with deterministic random weights of a full-size architecture ("sd15",
+        "sd21", "bk-sdm-small" or "bk-sdm-tiny"), for benchmarks and tests without downloads;
+        taesd (the VAE) is required."""
         options = _options(taesd, (), device, dtype, threads, False)
         handle = ctypes.c_void_p()
         check(lib.sd_model_random(arch.encode(), ctypes.byref(options), ctypes.byref(handle)))

@@ -187,7 +187,7 @@ VideoReader::VideoReader(const std::string& path) : VideoReader(path, VideoInput
 VideoReader::VideoReader(const std::string& path, const VideoInputOptions& options)
     : impl_(guarded(Status::Io, [&] {
         const sd::VideoInputOptions o{options.format, options.size, options.pixel_format,
-                                      options.frame_rate};
+                                      options.frame_rate, options.max_side};
         return std::make_unique<Impl>(Impl{sd::VideoReader(path, o)});
       })) {}
 VideoReader::~VideoReader() = default;

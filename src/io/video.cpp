@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <mutex>
+#include <vector>
 
 #include "core/error.h"
 #include "io/video_ffmpeg.h"
@@ -100,8 +101,7 @@ bool is_full_range_format(AVPixelFormat f) {
 
 }  // namespace
 
-// The largest frame side read (8K video is 7680x4320): a few header bytes can claim any size,
-// and each frame of that size would be allocated and converted.
+// The largest VideoInputOptions::max_side.
 constexpr int kMaxVideoSide = 8192;
 
 struct VideoReader::Impl {
@@ -111,7 +111,8 @@ struct VideoReader::Impl {
   FramePtr frame;
   PacketPtr packet;
   SwsPtr sws;
-  int stream = -1;
+  int stream = -1, max_side = kMaxVideoSide;
+  int width = 0, height = 0;  // as the stream states it at open
   Rational fps;
   int64_t count = -1, estimated = -1, frames = 0;
   std::string codec, format_name;
@@ -248,6 +249,9 @@ VideoReader::VideoReader(const std::string& path, const VideoInputOptions& optio
   Impl& m = *impl_;
   m.path = path;
   m.stream_input = is_stream_path(path);
+  SD_CHECK(options.max_side >= 1 && options.max_side <= kMaxVideoSide, "video '", path,
+           "': max_side ", options.max_side, " is outside 1 to ", kMaxVideoSide);
+  m.max_side = options.max_side;
   std::error_code ec;
   SD_CHECK(m.stream_input || std::filesystem::is_regular_file(path, ec), "video '", path,
            "' does not exist");
@@ -270,7 +274,12 @@ VideoReader::VideoReader(const std::string& path, const VideoInputOptions& optio
   SD_CHECK(unused.empty(), "video '", path, "': the input format ", raw->iformat->name,
            " does not take ", unused);
   m.format_name = raw->iformat->name;
-  r = avformat_find_stream_info(raw, nullptr);
+  // Probing decodes a few frames of each stream: with the same limit on frame size.
+  std::vector<AVDictionary*> probe_opts(raw->nb_streams, nullptr);
+  const std::string max_pixels = std::to_string(int64_t(m.max_side) * m.max_side);
+  for (AVDictionary*& d : probe_opts) av_dict_set(&d, "max_pixels", max_pixels.c_str(), 0);
+  r = avformat_find_stream_info(raw, probe_opts.empty() ? nullptr : probe_opts.data());
+  for (AVDictionary*& d : probe_opts) av_dict_free(&d);
   if (r < 0) fail("video '", path, "': cannot read stream information: ", error_text(r));
   const AVCodec* codec = nullptr;
   m.stream = av_find_best_stream(raw, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
@@ -287,9 +296,15 @@ VideoReader::VideoReader(const std::string& path, const VideoInputOptions& optio
   if (r < 0) fail("video '", path, "': cannot open the ", codec->name, " decoder: ", error_text(r));
   SD_CHECK(m.decoder->width > 0 && m.decoder->height > 0, "video '", path,
            "': the video stream has no frame size");
-  SD_CHECK(m.decoder->width <= kMaxVideoSide && m.decoder->height <= kMaxVideoSide, "video '", path,
-           "': frames of ", m.decoder->width, "x", m.decoder->height, " exceed ", kMaxVideoSide,
+  SD_CHECK(m.decoder->width <= m.max_side && m.decoder->height <= m.max_side, "video '", path,
+           "': frames of ", m.decoder->width, "x", m.decoder->height, " exceed ", m.max_side,
            " pixels a side");
+  // The decoder then refuses to allocate a larger frame that a later packet claims.
+  m.decoder->max_pixels = int64_t(m.max_side) * m.max_side;
+  // Kept: the decoder's own fields follow the packets (0x0 after one that claims a size over
+  // the limit).
+  m.width = m.decoder->width;
+  m.height = m.decoder->height;
   m.codec = codec->name;
   m.fps = snap_rate(st->avg_frame_rate);
   if (!m.fps.valid()) m.fps = snap_rate(st->r_frame_rate);
@@ -316,10 +331,10 @@ const std::string& VideoReader::path() const {
   return impl_->path;
 }
 int VideoReader::width() const {
-  return impl_->decoder->width;
+  return impl_->width;
 }
 int VideoReader::height() const {
-  return impl_->decoder->height;
+  return impl_->height;
 }
 Rational VideoReader::fps() const {
   return impl_->fps;
@@ -364,7 +379,7 @@ bool VideoReader::read(Image& rgb) {
   Impl& m = *impl_;
   while (!m.finished) {
     const int r = avcodec_receive_frame(m.decoder.get(), m.frame.get());
-    if (r == 0 && (m.frame->width > kMaxVideoSide || m.frame->height > kMaxVideoSide)) {
+    if (r == 0 && (m.frame->width > m.max_side || m.frame->height > m.max_side)) {
       av_frame_unref(m.frame.get());  // a frame larger than the stream said: damaged
       m.damaged_packet(AVERROR_INVALIDDATA);
       continue;

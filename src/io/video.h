@@ -56,6 +56,9 @@ struct VideoInputOptions {
   std::string size;          // "WxH": rawvideo, a camera's mode
   std::string pixel_format;  // FFmpeg's name, e.g. "rgb24" (rawvideo), "mjpeg" / "yuyv422" (v4l2)
   std::string frame_rate;    // "30", "30000/1001": rawvideo, MJPEG streams, a camera's mode
+  // The largest frame width or height accepted (1 to 8192; 8K video is 7680x4320): a few header
+  // bytes can claim any size, and each frame of that size would be allocated and converted.
+  int max_side = 8192;
 };
 
 // Thrown by VideoWriter when the reader of its pipe (stdout) closed it (EPIPE): not a failure of
@@ -81,6 +84,8 @@ class VideoReader {
   VideoReader& operator=(VideoReader&&) noexcept;
 
   const std::string& path() const;
+  // The frame size the stream states at open. A stream may change size later: each frame read
+  // carries its own (at most max_side a side).
   int width() const;
   int height() const;
   // avg_frame_rate, else r_frame_rate, in lowest terms; a denominator above 1001 that comes

@@ -73,6 +73,14 @@ struct UNetConfig {
   int size_multiple() const { return 1 << (int(block_out_channels.size()) - 1); }
 };
 
+// The UNets of BK-SDM (block-removed, knowledge-distilled Stable Diffusion; Kim et al. 2023),
+// SD 1.x with blocks removed: one resnet (and transformer) per down stage and two
+// per up stage (layers_per_block 1) and no mid block ("small", 482 M parameters); "tiny" also
+// drops the innermost stage (three blocks, 323 M). Used for random-weight benchmarks of small
+// models; a downloaded model reads its own config.json.
+UNetConfig bk_sdm_small_unet_config();
+UNetConfig bk_sdm_tiny_unet_config();
+
 // The cross-attention keys and values of every transformer layer for one batch layout: k[i] and
 // v[i] are [batch, tokens, inner_dim] (compute dtype, persistent device memory, not the arena),
 // layer i in execution order (down blocks, mid block, up blocks).

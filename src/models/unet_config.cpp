@@ -100,6 +100,25 @@ UNetConfig UNetConfig::from_json_file(const std::string& path) {
   return c;
 }
 
+UNetConfig bk_sdm_small_unet_config() {
+  UNetConfig c;  // the defaults are SD 1.5's block layout
+  c.has_mid_block = false;
+  c.layers_per_block = {1, 1, 1, 1};
+  c.cross_attention_dim = 768;
+  return c;
+}
+
+UNetConfig bk_sdm_tiny_unet_config() {
+  UNetConfig c = bk_sdm_small_unet_config();
+  c.down_block_types.pop_back();  // the innermost DownBlock2D and its UpBlock2D
+  c.up_block_types.erase(c.up_block_types.begin());
+  c.block_out_channels.pop_back();
+  c.layers_per_block.pop_back();
+  c.transformer_layers_per_block.pop_back();
+  c.num_heads.pop_back();
+  return c;
+}
+
 void UNetConfig::validate(const std::string& where) const {
   const size_t n = down_block_types.size();
   SD_CHECK(n >= 1 && n <= 6, where, ": ", n, " down blocks; 1 to 6 are supported");
