@@ -4,8 +4,8 @@
 // embedding precomputed (the per-frame path) and, at 256x256, also without. The arena is planned
 // before timing (one untimed pass, then reserve(peak())). GFLOP are counted by the backend over
 // the untimed pass (cpu_backend_stats().flops: convolutions, matrix products, attention, from
-// their shapes). Set SD_BENCH_UNET_SIZES=256 to skip 512x512, and SD_BENCH_UNET_ARCH=bk-sdm-small
-// or bk-sdm-tiny for the block-removed UNets of BK-SDM (models/unet.h) instead of SD 1.5.
+// their shapes). Set SD_BENCH_UNET_SIZES=256 to skip 512x512, and SD_BENCH_UNET_ARCH to another
+// reference UNet (sd21, bk-sdm-small, bk-sdm-tiny: models/unet.h) instead of sd15.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -24,14 +24,8 @@ using namespace sd;
 
 SD_BENCH("unet") {
   const char* arch_env = std::getenv("SD_BENCH_UNET_ARCH");
-  const std::string arch = arch_env && *arch_env ? arch_env : "sd1.5";
-  UNetConfig config = sd15_unet_config();
-  if (arch == "bk-sdm-small")
-    config = bk_sdm_small_unet_config();
-  else if (arch == "bk-sdm-tiny")
-    config = bk_sdm_tiny_unet_config();
-  else
-    SD_CHECK(arch == "sd1.5", "SD_BENCH_UNET_ARCH '", arch, "' is not bk-sdm-small or bk-sdm-tiny");
+  const std::string arch = arch_env && *arch_env ? arch_env : "sd15";
+  const UNetConfig config = reference_unet_config(arch);
   std::vector<int> sizes = {256, 512};
   if (const char* env = std::getenv("SD_BENCH_UNET_SIZES"); env && std::string(env) == "256")
     sizes = {256};
@@ -48,7 +42,8 @@ SD_BENCH("unet") {
                 backend->description().c_str(), arch.c_str(), double(weights.params()) * 1e-6,
                 load_s);
     std::fflush(stdout);
-    Tensor states = sd::bench::persistent_input(*backend, Shape{1, 77, 768}, 0.011f);
+    Tensor states =
+        sd::bench::persistent_input(*backend, Shape{1, 77, config.cross_attention_dim}, 0.011f);
     UNetKVCache kv = model->precompute_kv(states);
     Tensor temb = model->time_embedding({500}, 1);
     for (int size : sizes) {

@@ -117,15 +117,13 @@ TEST_P(UnetReference, ForwardMatchesDiffusers) {
               err_kv);
 }
 
-INSTANTIATE_TEST_SUITE_P(Unet, UnetReference,
-                         testing::Values(RefCase{"sd1_tiny", "f32", 1e-4},
-                                         RefCase{"sd2_tiny", "f32", 1e-4},
-                                         RefCase{"bksdm_small_like", "f32", 1e-4},
-                                         RefCase{"bksdm_tiny_like", "f32", 1e-4},
-                                         RefCase{"sd1_tiny", "bf16", 2e-2},
-                                         RefCase{"sd2_tiny", "bf16", 2e-2},
-                                         RefCase{"bksdm_tiny_like", "bf16", 2e-2}),
-                         case_name);
+INSTANTIATE_TEST_SUITE_P(
+    Unet, UnetReference,
+    testing::Values(RefCase{"sd1_tiny", "f32", 1e-4}, RefCase{"sd2_tiny", "f32", 1e-4},
+                    RefCase{"bksdm_small_like", "f32", 1e-4},
+                    RefCase{"bksdm_tiny_like", "f32", 1e-4}, RefCase{"sd1_tiny", "bf16", 2e-2},
+                    RefCase{"sd2_tiny", "bf16", 2e-2}, RefCase{"bksdm_tiny_like", "bf16", 2e-2}),
+    case_name);
 
 // ---- batches, shared prompts, K/V cache ------------------------------------------------------
 

@@ -58,6 +58,15 @@ class VideoFiles : public testing::Test {
 
   std::string file(const std::string& name) const { return (dir_ / name).string(); }
 
+  // A y4m file of one grey 4:2:0 frame of width x height (any size its header claims).
+  std::string y4m(const std::string& name, int width, int height) const {
+    const std::string path = file(name);
+    std::ofstream(path, std::ios::binary)
+        << "YUV4MPEG2 W" << width << " H" << height << " F12:1 C420jpeg\nFRAME\n"
+        << std::string(size_t(width) * size_t(height) * 3 / 2, '\x80');
+    return path;
+  }
+
   // Writes the kFrames-frame gradient clip; returns the encoder used.
   std::string write_clip(const std::string& path, Rational fps = {12, 1}) const {
     VideoWriter w(path, kW, kH, fps);
@@ -168,18 +177,14 @@ TEST_F(VideoFiles, MissingAndNonVideoFilesAreErrorsNamingThem) {
 TEST_F(VideoFiles, FramesLargerThan8192ASideAreRefusedBeforeDecoding) {
   // A y4m header claiming 9000x2 (one frame of 4:2:0 data follows): an error, not a 9000-wide
   // allocation per frame (a few header bytes can claim any size).
-  const std::string wide = file("wide.y4m");
-  std::ofstream(wide, std::ios::binary) << "YUV4MPEG2 W9000 H2 F12:1 C420jpeg\nFRAME\n"
-                                        << std::string(9000 * 2 * 3 / 2, '\x80');
+  const std::string wide = y4m("wide.y4m", 9000, 2);
   const std::string err = error_of([&] { VideoReader r(wide); });
   EXPECT_NE(err.find("wide.y4m"), std::string::npos) << err;
   EXPECT_NE(err.find("frames of 9000x2 exceed 8192 pixels a side"), std::string::npos) << err;
 }
 
 TEST_F(VideoFiles, MaxSideLowersTheLimit) {
-  const std::string clip = file("limit.y4m");
-  std::ofstream(clip, std::ios::binary) << "YUV4MPEG2 W64 H48 F12:1 C420jpeg\nFRAME\n"
-                                        << std::string(64 * 48 * 3 / 2, '\x80');
+  const std::string clip = y4m("limit.y4m", 64, 48);
   VideoInputOptions options;
   options.max_side = 64;
   Image frame;

@@ -172,19 +172,17 @@ Model Model::random(const std::string& arch, const ModelOptions& model_options) 
   return guarded(Status::Io, [&] {
     const auto t0 = std::chrono::steady_clock::now();
     const ModelOptions options = detail::with_local_paths(model_options);
-    const bool known =
-        arch == "sd15" || arch == "sd21" || arch == "bk-sdm-small" || arch == "bk-sdm-tiny";
-    require(known, "random model architecture '", arch,
-            "' is not sd15, sd21, bk-sdm-small or bk-sdm-tiny");
+    sd::UNetConfig cfg;
+    try {
+      cfg = sd::reference_unet_config(arch);
+    } catch (const sd::Error& e) {  // a name the caller chose: not an I/O failure
+      throw Error(Status::InvalidArgument, std::string("random model: ") + e.what());
+    }
     require(!options.taesd.empty(), "a random model needs a TAESD (ModelOptions::taesd)");
     require(options.loras.empty(), "a random model takes no LoRA");
     detail::check_model_options(options);
     auto m = std::make_shared<Impl>();
     m->backend = detail::make_backend_for(options, &m->threads);
-    const sd::UNetConfig cfg = arch == "sd21"           ? sd::sd21_unet_config()
-                               : arch == "bk-sdm-small" ? sd::bk_sdm_small_unet_config()
-                               : arch == "bk-sdm-tiny"  ? sd::bk_sdm_tiny_unet_config()
-                                                        : sd::sd15_unet_config();
     progress(options, "making a random " + arch + " UNet");
     sd::HashUNetWeights weights("hash-random " + arch + " UNet");
     m->unet = sd::UNet::create(cfg, weights, *m->backend);

@@ -112,6 +112,7 @@ struct VideoReader::Impl {
   PacketPtr packet;
   SwsPtr sws;
   int stream = -1, max_side = kMaxVideoSide;
+  int64_t max_pixels() const { return int64_t(max_side) * max_side; }
   int width = 0, height = 0;  // as the stream states it at open
   Rational fps;
   int64_t count = -1, estimated = -1, frames = 0;
@@ -276,8 +277,7 @@ VideoReader::VideoReader(const std::string& path, const VideoInputOptions& optio
   m.format_name = raw->iformat->name;
   // Probing decodes a few frames of each stream: with the same limit on frame size.
   std::vector<AVDictionary*> probe_opts(raw->nb_streams, nullptr);
-  const std::string max_pixels = std::to_string(int64_t(m.max_side) * m.max_side);
-  for (AVDictionary*& d : probe_opts) av_dict_set(&d, "max_pixels", max_pixels.c_str(), 0);
+  for (AVDictionary*& d : probe_opts) av_dict_set_int(&d, "max_pixels", m.max_pixels(), 0);
   r = avformat_find_stream_info(raw, probe_opts.empty() ? nullptr : probe_opts.data());
   for (AVDictionary*& d : probe_opts) av_dict_free(&d);
   if (r < 0) fail("video '", path, "': cannot read stream information: ", error_text(r));
@@ -300,7 +300,7 @@ VideoReader::VideoReader(const std::string& path, const VideoInputOptions& optio
            "': frames of ", m.decoder->width, "x", m.decoder->height, " exceed ", m.max_side,
            " pixels a side");
   // The decoder then refuses to allocate a larger frame that a later packet claims.
-  m.decoder->max_pixels = int64_t(m.max_side) * m.max_side;
+  m.decoder->max_pixels = m.max_pixels();
   // Kept: the decoder's own fields follow the packets (0x0 after one that claims a size over
   // the limit).
   m.width = m.decoder->width;
@@ -380,7 +380,7 @@ bool VideoReader::read(Image& rgb) {
   while (!m.finished) {
     const int r = avcodec_receive_frame(m.decoder.get(), m.frame.get());
     if (r == 0 && (m.frame->width > m.max_side || m.frame->height > m.max_side)) {
-      av_frame_unref(m.frame.get());  // a frame larger than the stream said: damaged
+      av_frame_unref(m.frame.get());  // a side over the limit (within max_pixels): damaged
       m.damaged_packet(AVERROR_INVALIDDATA);
       continue;
     }

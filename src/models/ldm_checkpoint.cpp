@@ -49,25 +49,6 @@ const char* ldm_family_name(LdmFamily family) {
   return family == LdmFamily::kSD1 ? "SD 1.x" : "SD 2.x (SD 2.0/2.1, sd-turbo)";
 }
 
-UNetConfig sd15_unet_config() {
-  UNetConfig c;  // UNetConfig's defaults are diffusers' (and SD 1.5's) block layout
-  c.block_out_channels = {320, 640, 1280, 1280};
-  c.layers_per_block = {2, 2, 2, 2};
-  c.transformer_layers_per_block = {1, 1, 1, 1};
-  c.num_heads = {8, 8, 8, 8};
-  c.cross_attention_dim = 768;
-  c.use_linear_projection = false;
-  return c;
-}
-
-UNetConfig sd21_unet_config() {
-  UNetConfig c = sd15_unet_config();
-  c.num_heads = {5, 10, 20, 20};
-  c.cross_attention_dim = 1024;
-  c.use_linear_projection = true;
-  return c;
-}
-
 namespace {
 
 // Replaces the leading `from` of `rest` by `to` (first match of the table); fails otherwise.

@@ -16,7 +16,7 @@
 // more than 4 channels, class-conditioned UNets with label_emb) are refused by name.
 //
 // A single file carries no config. The configs assumed for the detected family are diffusers'
-// configs of the reference models (sd15_unet_config(), sd21_unet_config(),
+// configs of the reference models (sd15_unet_config(), sd21_unet_config() in models/unet.h,
 // AutoencoderKLConfig::stable_diffusion()):
 //   SD 1.5 UNet: block_out_channels [320, 640, 1280, 1280], layers_per_block 2, 8 heads,
 //                cross_attention_dim 768, conv proj_in (runwayml/stable-diffusion-v1-5)
@@ -94,10 +94,6 @@ struct LdmCheckpointInfo {
   // copies, model_ema.*, alphas_cumprod, ...), which loading ignores.
   int64_t unet_params = 0, vae_params = 0, text_encoder_params = 0, other_params = 0;
 };
-
-// The SD 1.5 and SD 2.1 UNet configs (see the top of this file).
-UNetConfig sd15_unet_config();
-UNetConfig sd21_unet_config();
 
 // The LDM name (without "model.diffusion_model.") of diffusers UNet parameter `name` for a UNet
 // of `config`; throws sd::Error for a name that has no LDM counterpart.

@@ -73,13 +73,19 @@ struct UNetConfig {
   int size_multiple() const { return 1 << (int(block_out_channels.size()) - 1); }
 };
 
-// The UNets of BK-SDM (block-removed, knowledge-distilled Stable Diffusion; Kim et al. 2023),
-// SD 1.x with blocks removed: one resnet (and transformer) per down stage and two
-// per up stage (layers_per_block 1) and no mid block ("small", 482 M parameters); "tiny" also
-// drops the innermost stage (three blocks, 323 M). Used for random-weight benchmarks of small
-// models; a downloaded model reads its own config.json.
+// The configs of the reference UNets (a downloaded model reads its own config.json):
+// - sd15, sd21: SD 1.5 and SD 2.1 / sd-turbo, assumed for single-file checkpoints
+//   (models/ldm_checkpoint.h);
+// - bk-sdm-small, bk-sdm-tiny: BK-SDM's (block-removed, knowledge-distilled Stable Diffusion;
+//   Kim et al. 2023), SD 1.x with one resnet (and transformer) per down stage and two per up
+//   stage (layers_per_block 1) and no mid block (482 M parameters); "tiny" also drops the
+//   innermost stage (three blocks, 323 M). Used for random-weight benchmarks of small models.
+UNetConfig sd15_unet_config();
+UNetConfig sd21_unet_config();
 UNetConfig bk_sdm_small_unet_config();
 UNetConfig bk_sdm_tiny_unet_config();
+// One of the above by name; throws sd::Error listing the names for any other.
+UNetConfig reference_unet_config(const std::string& arch);
 
 // The cross-attention keys and values of every transformer layer for one batch layout: k[i] and
 // v[i] are [batch, tokens, inner_dim] (compute dtype, persistent device memory, not the arena),

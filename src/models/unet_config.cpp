@@ -100,11 +100,29 @@ UNetConfig UNetConfig::from_json_file(const std::string& path) {
   return c;
 }
 
+UNetConfig sd15_unet_config() {
+  UNetConfig c;  // UNetConfig's defaults are diffusers' (and SD 1.5's) block layout
+  c.block_out_channels = {320, 640, 1280, 1280};
+  c.layers_per_block = {2, 2, 2, 2};
+  c.transformer_layers_per_block = {1, 1, 1, 1};
+  c.num_heads = {8, 8, 8, 8};
+  c.cross_attention_dim = 768;
+  c.use_linear_projection = false;
+  return c;
+}
+
+UNetConfig sd21_unet_config() {
+  UNetConfig c = sd15_unet_config();
+  c.num_heads = {5, 10, 20, 20};
+  c.cross_attention_dim = 1024;
+  c.use_linear_projection = true;
+  return c;
+}
+
 UNetConfig bk_sdm_small_unet_config() {
-  UNetConfig c;  // the defaults are SD 1.5's block layout
+  UNetConfig c = sd15_unet_config();
   c.has_mid_block = false;
   c.layers_per_block = {1, 1, 1, 1};
-  c.cross_attention_dim = 768;
   return c;
 }
 
@@ -117,6 +135,14 @@ UNetConfig bk_sdm_tiny_unet_config() {
   c.transformer_layers_per_block.pop_back();
   c.num_heads.pop_back();
   return c;
+}
+
+UNetConfig reference_unet_config(const std::string& arch) {
+  if (arch == "sd15") return sd15_unet_config();
+  if (arch == "sd21") return sd21_unet_config();
+  if (arch == "bk-sdm-small") return bk_sdm_small_unet_config();
+  if (arch == "bk-sdm-tiny") return bk_sdm_tiny_unet_config();
+  fail("UNet architecture '", arch, "' is not sd15, sd21, bk-sdm-small or bk-sdm-tiny");
 }
 
 void UNetConfig::validate(const std::string& where) const {

@@ -223,21 +223,29 @@ def make_image_png():
     put(t, "huge_header", png(100000, 1, 8, 2, [b"\0" * 3]))
 
 
+def ffmpeg_seed(target, name, ext, source, frames, *args):
+    """Encodes `frames` frames of the lavfi `source` with ffmpeg `args` into a .`ext` file and
+    puts its bytes in the corpus of `target` as `name`; returns them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, name + "." + ext)
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source,
+                        "-frames:v", str(frames), *args, out], check=True)
+        with open(out, "rb") as f:
+            data = f.read()
+    put(target, name, data)
+    return data
+
+
 def make_image_jpeg():
     t = "image_jpeg"
     if not shutil.which("ffmpeg"):
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        def ffmpeg(name, source, *args):
-            out = os.path.join(tmp, name + ".jpg")
-            subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source,
-                            "-frames:v", "1", *args, out], check=True)
-            with open(out, "rb") as f:
-                put(t, name, f.read())
-        ffmpeg("yuv420_16x8", "testsrc=size=16x8", "-pix_fmt", "yuvj420p", "-q:v", "5")
-        ffmpeg("yuv444_9x7", "testsrc=size=9x7", "-pix_fmt", "yuvj444p", "-q:v", "2")
-        ffmpeg("gray_8x8", "testsrc=size=8x8", "-pix_fmt", "gray", "-q:v", "3")
-        ffmpeg("yuv422_24x16", "testsrc2=size=24x16", "-pix_fmt", "yuvj422p", "-q:v", "8")
+    def ffmpeg(name, source, *args):
+        ffmpeg_seed(t, name, "jpg", source, 1, *args)
+    ffmpeg("yuv420_16x8", "testsrc=size=16x8", "-pix_fmt", "yuvj420p", "-q:v", "5")
+    ffmpeg("yuv444_9x7", "testsrc=size=9x7", "-pix_fmt", "yuvj444p", "-q:v", "2")
+    ffmpeg("gray_8x8", "testsrc=size=8x8", "-pix_fmt", "gray", "-q:v", "3")
+    ffmpeg("yuv422_24x16", "testsrc2=size=24x16", "-pix_fmt", "yuvj422p", "-q:v", "8")
     with open(os.path.join(CORPUS, t, "yuv420_16x8"), "rb") as f:
         good = f.read()
     put(t, "truncated", good[: len(good) // 2])
@@ -310,21 +318,14 @@ def make_video():
     t = "video"
     if not shutil.which("ffmpeg"):
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        def ffmpeg(name, ext, *args):
-            out = os.path.join(tmp, name + "." + ext)
-            subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                            "testsrc=size=16x16:rate=4", "-frames:v", "3", *args, out], check=True)
-            with open(out, "rb") as f:
-                data = f.read()
-            put(t, name, data)
-            return data
-        mp4 = ffmpeg("h264_mp4", "mp4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "2")
-        put(t, "h264_mp4_truncated", mp4[: len(mp4) * 2 // 3])
-        ffmpeg("mjpeg_avi", "avi", "-c:v", "mjpeg", "-q:v", "8")
-        ffmpeg("y4m", "y4m", "-pix_fmt", "yuv420p")
-        ffmpeg("gif", "gif")
-        ffmpeg("mpeg4_mkv", "mkv", "-c:v", "mpeg4", "-q:v", "10")
+    def ffmpeg(name, ext, *args):
+        return ffmpeg_seed(t, name, ext, "testsrc=size=16x16:rate=4", 3, *args)
+    mp4 = ffmpeg("h264_mp4", "mp4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "2")
+    put(t, "h264_mp4_truncated", mp4[: len(mp4) * 2 // 3])
+    ffmpeg("mjpeg_avi", "avi", "-c:v", "mjpeg", "-q:v", "8")
+    ffmpeg("y4m", "y4m", "-pix_fmt", "yuv420p")
+    ffmpeg("gif", "gif")
+    ffmpeg("mpeg4_mkv", "mkv", "-c:v", "mpeg4", "-q:v", "10")
     put(t, "not_video", b"hello, I am not a video file")
 
 
