@@ -2,17 +2,36 @@
 """Baseline timings: streamdiff against diffusers and the original StreamDiffusion, on this CPU.
 
 What it measures
-    Seconds per img2img frame, fp32 on the CPU, with the same weights, resolution, input image,
-    prompt, seed and thread count for every pipeline:
+    Two things per img2img frame, with the same weights, resolution, input image, prompt, seed
+    and thread count for every pipeline:
+      latency   seconds from a frame's input to its output when nothing waits before it;
+      interval  seconds between consecutive outputs when frames arrive back to back (1 /
+                throughput).
+    For the Python pipelines and stable-diffusion.cpp, called once per frame in a loop, both are
+    the time of one call (for the original with n t_index entries a frame's latency spans n
+    calls: end of call k + n - 1 minus start of call k). streamdiff's CLI overlaps reading,
+    denoising and writing: its interval is the time between consecutive outputs and its latency
+    the model's time on a frame (`--stats-json` frame_compute_ms, without queue waiting).
+    The pipelines:
       diffusers        `AutoPipelineForImage2Image` (diffusers 0.42) with k denoising steps
-                       (default k = 1 and 10): the ordinary one-call-per-frame use of diffusers.
+                       (default k = 1 and 10), in fp32 and, where torch has AVX-512, in bf16
+                       (`--torch-dtypes`): the ordinary one-call-per-frame use of diffusers.
       streamdiffusion  the original StreamDiffusion (PyPI streamdiffusion 0.1.1 on its pinned
-                       diffusers 0.24 / transformers 4.38), img2img, Stream Batch on.
-      streamdiff       this project's `streamdiff img2img` CLI on a folder of frames.
+                       diffusers 0.24 / transformers 4.38), img2img, Stream Batch on, fp32.
+      streamdiff       this project's `streamdiff img2img` CLI on a folder of frames, in its
+                       default dtype (`auto`: bf16 on AVX512-BF16 CPUs, else f32) and in f32
+                       (`--sd-dtypes`; where auto is f32 it runs once).
+      sdcpp            optional (`--sdcpp PATH`): a stable-diffusion.cpp `sd-cli` that you
+                       built, on the same weights written as one LDM-layout .safetensors file
+                       (`sd_checkpoint.safetensors` in the model folder, fp32, made on first
+                       use), with the model's taesd/ file as `--taesd`, one process per frame;
+                       a frame's time is the "generate_image completed in X s" its log prints
+                       (model loading excluded). Nothing of stable-diffusion.cpp is in this
+                       repository.
     Every pipeline decodes and encodes with the same TAESD (AutoencoderTiny), as the original's
-    examples do (`--vae kl` switches all three to the model's AutoencoderKL instead; then the
-    original samples the encoder's latent distribution where streamdiff takes its mean, so
-    their outputs differ by that noise, large with random weights).
+    examples do (`--vae kl` switches diffusers, the original and streamdiff to the model's
+    AutoencoderKL instead; then the original samples the encoder's latent distribution where
+    streamdiff takes its mean, so their outputs differ by that noise, large with random weights).
 
 Settings (identical where the pipelines share the notion)
     - StreamDiffusion and streamdiff: LCMScheduler constants of 50 steps, t_index_list [35]
@@ -20,23 +39,23 @@ Settings (identical where the pipelines share the notion)
       img2img demo, demo/realtime-img2img), cfg_type "none" (no guidance: one UNet row per
       slot, as in that demo), denoising batch on, frame_buffer_size 1, seed 2. With n indices
       both run one UNet pass over n rows per frame, after n - 1 pipeline-filling calls.
-    - diffusers: guidance_scale 0 (no classifier-free guidance: one UNet row per step, as
-      sd-turbo is meant to run), the model's own scheduler (sd-turbo: Euler, trailing spacing),
-      strength 0.5 with num_inference_steps = 2k, so k steps actually run (img2img runs
-      int(num_inference_steps * strength) of them). The number of UNet evaluations is counted
-      with a hook and recorded. Each call encodes the prompt again: that is part of what an
-      AutoPipeline call costs (OpenCLIP-H: ~45 GFLOP, against ~804 per UNet step at 512^2).
+    - diffusers and sd-cli: guidance_scale / --cfg-scale 0 resp. 1 (no classifier-free
+      guidance: one UNet row per step, as sd-turbo is meant to run), the model's own scheduler
+      (sd-turbo: Euler, trailing spacing; sd-cli: euler), strength 0.5 with num_inference_steps
+      = 2k, so k steps actually run (img2img runs int(num_inference_steps * strength) of them).
+      The number of diffusers' UNet evaluations is counted with a hook and recorded. Each call
+      encodes the prompt again: that is part of what an AutoPipeline call costs (OpenCLIP-H:
+      ~45 GFLOP, against ~804 per UNet step at 512^2).
     - Input: data/images/portrait.png (or --image), RGB, scaled to cover the size with
       Lanczos and centre-cropped once; every pipeline gets that already-sized image.
-    - Threads: torch.set_num_threads(T) / `streamdiff --threads T` (default 2); printed.
+    - Threads: torch.set_num_threads(T) / `streamdiff --threads T` / `sd-cli -t T` (default 2).
 
 Timing
-    Python pipelines: `--warmup` untimed calls, then `--runs` calls, each timed with
+    `--warmup` untimed frames, then `--runs` timed ones. Python pipelines: each call timed with
     perf_counter from the PIL image to the output PIL image (preprocess, encode, UNet, decode,
     postprocess). streamdiff: the CLI runs `--warmup + --runs` copies of the input in a folder
     through its threaded runner (read/decode, denoise and encode/write overlap, as in real use);
-    a frame's time is the interval between consecutive outputs as the CLI's `--stats-json`
-    records them (when each output was written), the first `--warmup` frames excluded. The CLI's own latency p50 (a frame entering -> written) is recorded as a note.
+    `--stats-json` records when each output was written and each frame's compute time.
 
 Weights
     There is no model hub here: `make-model` writes a diffusers folder with random weights
@@ -61,11 +80,13 @@ How to run (from the repository root)
   other processes on the cores, threads wait on preempted peers and the numbers mean nothing.
 
 Table columns
+    dtype            the compute dtype the pipeline ran in
     UNet rows/frame  UNet evaluations of one latent per output frame (steps x batch rows)
     runs             timed frames
-    min s, median s  seconds per frame over the timed frames
-    median x sd      median / streamdiff's median (how many times slower than streamdiff);
-    min x sd         the same for the minimum
+    latency min/med  seconds, see above
+    interval min/med seconds between outputs, see above
+    lat x, int x     median latency / interval divided by the reference's (the first streamdiff
+                     row, its default dtype): how many times slower than streamdiff
     output std       standard deviation of the last output image's 8-bit pixels (a sanity
                      check that the pipeline computed an image; 0 would mean a flat one)
     |d| vs sd        mean absolute difference of the last output image from streamdiff's, in
@@ -269,9 +290,27 @@ def mean_abs_diff(path_a, path_b):
     return float(np.abs(a - b).mean()) if a.shape == b.shape else None
 
 
-def summarize(seconds):
-    return dict(runs=len(seconds), seconds=seconds, min_s=min(seconds),
-                median_s=statistics.median(seconds))
+def summarize(latency, interval):
+    """Both measures of the timed frames (seconds)."""
+    return dict(runs=len(interval), latency_s=latency, interval_s=interval,
+                latency_min_s=min(latency), latency_median_s=statistics.median(latency),
+                interval_min_s=min(interval), interval_median_s=statistics.median(interval))
+
+
+def time_calls(call, warmup, runs, frames_per_output=1):
+    """Calls `call` warmup + runs times back to back; returns the last output, the latencies and
+    the intervals of the timed calls. A frame's output comes `frames_per_output` calls after its
+    input (StreamDiffusion with several t_index entries), so its latency is the end of call
+    k + frames_per_output - 1 minus the start of call k."""
+    starts, ends, out = [], [], None
+    for _ in range(warmup + runs + frames_per_output - 1):
+        starts.append(time.perf_counter())
+        out = call()
+        ends.append(time.perf_counter())
+    timed = range(warmup, warmup + runs)
+    interval = [ends[k] - starts[k] for k in timed]
+    latency = [ends[k + frames_per_output - 1] - starts[k] for k in timed]
+    return out, latency, interval
 
 
 def write_result(args, rows, extra):
@@ -283,8 +322,9 @@ def write_result(args, rows, extra):
         json.dump(result, f, indent=2)
         f.write("\n")
     for r in rows:
-        print(f"{r['label']}: min {r['min_s']:.4f} s, median {r['median_s']:.4f} s "
-              f"over {r['runs']} runs")
+        print(f"{r['label']} ({r['dtype']}): latency min {r['latency_min_s']:.4f} s, median "
+              f"{r['latency_median_s']:.4f} s; interval min {r['interval_min_s']:.4f} s, median "
+              f"{r['interval_median_s']:.4f} s over {r['runs']} frames")
 
 
 def set_threads(torch, n):
@@ -301,41 +341,47 @@ def run_diffusers(args):
 
     set_threads(torch, args.threads)
     _, image = sized_input(args)
-    extra = {}
-    if args.vae == "taesd":
-        extra["vae"] = AutoencoderTiny.from_pretrained(os.path.join(args.model, "taesd"))
-    pipe = AutoPipelineForImage2Image.from_pretrained(
-        args.model, torch_dtype=torch.float32, safety_checker=None,
-        requires_safety_checker=False, **extra)
-    pipe.set_progress_bar_config(disable=True)
-    unet_rows = [0]
-    pipe.unet.register_forward_pre_hook(
-        lambda _m, a, kw: unet_rows.__setitem__(0, unet_rows[0] + (a[0] if a else
-                                                                   kw["sample"]).shape[0]),
-        with_kwargs=True)
+    if not args.torch_dtypes:
+        fast_bf16 = "AVX512" in torch.backends.cpu.get_cpu_capability()
+        args.torch_dtypes = ["fp32", "bf16"] if fast_bf16 else ["fp32"]
+        if not fast_bf16:
+            print("diffusers bf16 skipped: torch has no AVX-512 here (--torch-dtypes fp32,bf16 "
+                  "runs it anyway)", flush=True)
     rows = []
-    for k in args.steps:
-        def call():
-            return pipe(prompt=args.prompt, image=image, num_inference_steps=round(k / 0.5),
-                        strength=0.5, guidance_scale=0.0,
-                        generator=torch.Generator().manual_seed(args.seed)).images[0]
-        for _ in range(args.warmup):
-            call()
-        unet_rows[0] = 0
-        seconds = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            out = call()
-            seconds.append(time.perf_counter() - t0)
-        per_frame = unet_rows[0] / args.runs
-        if per_frame != k:
-            sys.exit(f"diffusers: expected {k} UNet rows per frame, counted {per_frame}")
-        rows.append(dict(label=f"diffusers AutoPipelineForImage2Image, {k} step" +
-                         ("s" if k > 1 else ""), unet_rows_per_frame=per_frame,
-                         scheduler=type(pipe.scheduler).__name__,
-                         **output_fields(args, out, f"diffusers_{k}"), **summarize(seconds)))
+    for dtype_name in args.torch_dtypes:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+        extra = {}
+        if args.vae == "taesd":
+            extra["vae"] = AutoencoderTiny.from_pretrained(os.path.join(args.model, "taesd"),
+                                                           torch_dtype=dtype)
+        pipe = AutoPipelineForImage2Image.from_pretrained(
+            args.model, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False,
+            **extra)
+        pipe.set_progress_bar_config(disable=True)
+        unet_rows = [0]
+        pipe.unet.register_forward_pre_hook(
+            lambda _m, a, kw: unet_rows.__setitem__(0, unet_rows[0] + (a[0] if a else
+                                                                       kw["sample"]).shape[0]),
+            with_kwargs=True)
+        for k in args.steps:
+            def call():
+                return pipe(prompt=args.prompt, image=image, num_inference_steps=round(k / 0.5),
+                            strength=0.5, guidance_scale=0.0,
+                            generator=torch.Generator().manual_seed(args.seed)).images[0]
+            unet_rows[0] = 0
+            out, latency, interval = time_calls(call, args.warmup, args.runs)
+            per_frame = unet_rows[0] / (args.warmup + args.runs)
+            if per_frame != k:
+                sys.exit(f"diffusers: expected {k} UNet rows per frame, counted {per_frame}")
+            rows.append(dict(label=f"diffusers AutoPipelineForImage2Image, {k} step" +
+                             ("s" if k > 1 else ""), dtype=dtype_name,
+                             unet_rows_per_frame=per_frame,
+                             scheduler=type(pipe.scheduler).__name__,
+                             **output_fields(args, out, f"diffusers_{dtype_name}_{k}"),
+                             **summarize(latency, interval)))
+        pipe = None  # free this dtype's weights before the next
     write_result(args, rows, dict(versions=versions("torch", "diffusers", "transformers"),
-                                  pipeline=type(pipe).__name__))
+                                  pipeline="AutoPipelineForImage2Image"))
 
 
 def run_streamdiffusion(args):
@@ -373,45 +419,34 @@ def run_streamdiffusion(args):
         # VaeImageProcessor.postprocess does the same (x / 2 + 0.5, clamp, to 8-bit PIL).
         return stream.image_processor.postprocess(stream(image), output_type="pil")[0]
 
-    for _ in range(args.warmup + len(args.t_index) - 1):
-        call()
-    seconds = []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        out = call()
-        seconds.append(time.perf_counter() - t0)
+    # A frame's output comes n - 1 calls later (the first calls fill the pipeline).
+    out, latency, interval = time_calls(call, args.warmup, args.runs, len(args.t_index))
     found = versions("streamdiffusion", "torch", "diffusers", "transformers")
     row = dict(label=f"streamdiffusion {found['streamdiffusion']}, t_index {args.t_index}",
-               unet_rows_per_frame=len(args.t_index),
+               dtype="fp32", unet_rows_per_frame=len(args.t_index),
                **output_fields(args, out, "streamdiffusion"),
-               **summarize(seconds))
+               **summarize(latency, interval))
     write_result(args, [row], dict(versions=found))
 
 
 FRAME_LINE = re.compile(r"frame \d+")  # progress lines, left out of the recorded log
 
 
-def run_streamdiff(args):
+def streamdiff_once(args, binary, dtype, frames, outputs, total):
+    """One run of the CLI over the folder of frames: its row, or None when `dtype` resolved to
+    what an earlier row already ran (`auto` where the CPU has no bf16 is f32)."""
     from PIL import Image
 
-    binary = os.path.abspath(args.bin)
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"streamdiff: '{binary}' is not an executable (build it: cmake --build ...)")
-    path, _ = sized_input(args)
-    frames = os.path.join(args.work, f"streamdiff_frames_{args.size}")
-    outputs = os.path.join(args.work, f"streamdiff_out_{args.size}")
-    for d in (frames, outputs):
+    for d in (outputs,):
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
-    total = args.warmup + args.runs
-    for i in range(total):
-        shutil.copyfile(path, os.path.join(frames, f"frame_{i:04d}.png"))
+    stats_path = os.path.join(args.work, f"streamdiff_stats_{dtype}_{args.size}.json")
     cmd = [binary, "img2img", "--model", args.model, "--prompt", args.prompt,
            "--t-index", ",".join(map(str, args.t_index)), "--steps", str(STREAM_STEPS),
            "--cfg", "none", "--seed", str(args.seed), "--width", str(args.size),
            "--height", str(args.size), "--input", frames, "--output", outputs,
-           "--device", "cpu", "--dtype", "f32", "--threads", str(args.threads),
-           "--stats-json", os.path.join(args.work, f"streamdiff_stats_{args.size}.json")]
+           "--device", "cpu", "--dtype", dtype, "--threads", str(args.threads),
+           "--stats-json", stats_path]
     if args.vae == "taesd":
         cmd += ["--taesd", os.path.join(args.model, "taesd")]
     print("running:", " ".join(cmd), flush=True)
@@ -423,23 +458,139 @@ def run_streamdiff(args):
     missing = [n for n in names if not os.path.isfile(os.path.join(outputs, n))]
     if missing:
         sys.exit(f"streamdiff wrote no {', '.join(missing)} in {outputs}:\n{log}")
-    # --stats-json records when each output was written (seconds from the run's start).
-    with open(os.path.join(args.work, f"streamdiff_stats_{args.size}.json")) as f:
+    ran = re.search(r"dtype (bf16|f16|f32)", log)
+    ran = ran.group(1) if ran else dtype
+    with open(stats_path) as f:
         stats = json.load(f)
-    done = stats["written_s"]
-    if len(done) != total:
+    done, compute = stats["written_s"], stats["frame_compute_ms"]
+    if len(done) != total or len(compute) != total:
         sys.exit(f"streamdiff: {len(done)} output times for {total} frames:\n{log}")
-    # Frame k (0-based) took done[k] - done[k - 1]; the first --warmup frames are not timed.
-    seconds = [done[k] - done[k - 1] for k in range(args.warmup, total)]
-    note = f"CLI latency p50 {stats['latency_ms']['p50'] / 1000:.3f} s"
+    # Frame k (0-based) came done[k] - done[k - 1] after the one before; the first --warmup
+    # frames are not timed.
+    interval = [done[k] - done[k - 1] for k in range(args.warmup, total)]
+    latency = [compute[k] / 1000 for k in range(args.warmup, total)]
+    note = f"CLI latency p50 incl. queueing {stats['latency_ms']['p50'] / 1000:.3f} s"
     last = Image.open(os.path.join(outputs, f"frame_{total - 1:04d}.png")).convert("RGB")
-    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
-    row = dict(label=f"streamdiff img2img, t_index {args.t_index}",
-               unet_rows_per_frame=len(args.t_index), note=note,
-               **output_fields(args, last, "streamdiff"), **summarize(seconds))
+    label = f"streamdiff img2img, t_index {args.t_index}, --dtype {dtype}"
+    row = dict(label=label, dtype=ran, unet_rows_per_frame=len(args.t_index), note=note,
+               **output_fields(args, last, f"streamdiff_{dtype}"),
+               **summarize(latency, interval))
     log_lines = [ln for ln in log.splitlines() if ln.strip() and not FRAME_LINE.match(ln)]
-    write_result(args, [row], dict(versions={"streamdiff": version.strip().split()[-1]},
-                                   command=cmd, log=log_lines))
+    return row, cmd, log_lines
+
+
+def run_streamdiff(args):
+    binary = os.path.abspath(args.bin)
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"streamdiff: '{binary}' is not an executable (build it: cmake --build ...)")
+    path, _ = sized_input(args)
+    frames = os.path.join(args.work, f"streamdiff_frames_{args.size}")
+    outputs = os.path.join(args.work, f"streamdiff_out_{args.size}")
+    shutil.rmtree(frames, ignore_errors=True)
+    os.makedirs(frames)
+    total = args.warmup + args.runs
+    for i in range(total):
+        shutil.copyfile(path, os.path.join(frames, f"frame_{i:04d}.png"))
+    rows, commands, logs = [], [], []
+    for dtype in args.sd_dtypes:
+        if any(r["dtype"] == dtype for r in rows):  # `auto` already ran in this dtype
+            print(f"--dtype {dtype}: the run above already computed in {dtype}", flush=True)
+            continue
+        row, cmd, log = streamdiff_once(args, binary, dtype, frames, outputs, total)
+        rows.append(row)
+        commands.append(cmd)
+        logs.append(log)
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    write_result(args, rows, dict(versions={"streamdiff": version.strip().split()[-1]},
+                                  commands=commands, logs=logs))
+
+
+# ---- stable-diffusion.cpp (optional, built by the user) -----------------------------------
+
+GENERATE_LINE = re.compile(r"generate_image completed in ([0-9.]+)\s*s")
+
+
+def write_single_file(model):
+    """The model folder's weights as one LDM-layout checkpoint (what stable-diffusion.cpp and
+    other single-file loaders read), fp32, the same values: model.diffusion_model.* (UNet),
+    first_stage_model.* (AutoencoderKL), cond_stage_model.* (CLIP: transformers names under
+    .transformer.; OpenCLIP for a 1024-wide SD 2.x text tower, q/k/v fused). The renaming is
+    tools/make_ldm_fixtures.py's, checked there against diffusers' own converters."""
+    import safetensors.torch
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    from make_ldm_fixtures import is_vae_attention_matrix, unet_to_ldm, vae_to_ldm
+    from make_text_encoder_fixtures import openclip_state
+
+    path = os.path.join(model, "sd_checkpoint.safetensors")
+    if os.path.exists(path):
+        return path
+    load = safetensors.torch.load_file
+
+    def config(part):
+        with open(os.path.join(model, part, "config.json")) as f:
+            return json.load(f)
+
+    ckpt = {}
+    unet_cfg = config("unet")
+    for k, v in load(os.path.join(model, "unet", "diffusion_pytorch_model.safetensors")).items():
+        ckpt["model.diffusion_model." + unet_to_ldm(k, unet_cfg)] = v
+    n_vae = len(config("vae")["block_out_channels"])
+    for k, v in load(os.path.join(model, "vae", "diffusion_pytorch_model.safetensors")).items():
+        ckpt["first_stage_model." + vae_to_ldm(k, n_vae)] = (
+            v[:, :, None, None] if is_vae_attention_matrix(k) else v)
+    text_cfg = config("text_encoder")
+    text = load(os.path.join(model, "text_encoder", "model.safetensors"))
+    if text_cfg["hidden_size"] == 1024:  # SD 2.x: OpenCLIP ViT-H names, 24 resblocks in files
+        ckpt.update({k: v.float() for k, v in openclip_state(text, text_cfg, 1).items()})
+    else:
+        ckpt.update({"cond_stage_model.transformer." + k: v for k, v in text.items()})
+    safetensors.torch.save_file({k: v.contiguous() for k, v in ckpt.items()}, path + ".partial",
+                                metadata={"format": "pt"})
+    os.replace(path + ".partial", path)
+    print(f"wrote {path} ({os.path.getsize(path) / 2**30:.2f} GiB, {len(ckpt)} tensors)")
+    return path
+
+
+def run_sdcpp(args):
+    from PIL import Image
+
+    binary = os.path.abspath(args.sdcpp)
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"sdcpp: '{binary}' is not an executable (a stable-diffusion.cpp sd-cli you "
+                 "built)")
+    ckpt = write_single_file(args.model)
+    path, _ = sized_input(args)
+    out_png = os.path.join(args.work, f"output_sdcpp_{args.size}.png")
+    cmd = [binary, "-m", ckpt, "-i", path, "-p", args.prompt, "--strength", "0.5",
+           "--steps", "2", "--cfg-scale", "1.0", "--sampling-method", "euler",
+           "-W", str(args.size), "-H", str(args.size), "-t", str(args.threads),
+           "-s", str(args.seed), "-o", out_png]
+    if args.vae == "taesd":
+        cmd += ["--taesd", os.path.join(args.model, "taesd",
+                                        "diffusion_pytorch_model.safetensors")]
+    print("running (once per frame):", " ".join(cmd), flush=True)
+    seconds, walls = [], []
+    for _ in range(args.warmup + args.runs):
+        t0 = time.perf_counter()
+        run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        walls.append(time.perf_counter() - t0)
+        log = run.stdout.decode(errors="replace")
+        found = GENERATE_LINE.findall(log)
+        if run.returncode != 0 or not found or not os.path.isfile(out_png):
+            sys.exit(f"sd-cli failed (exit {run.returncode}) or printed no 'generate_image "
+                     f"completed in' line:\n{log[-4000:]}")
+        seconds.append(float(found[-1]))
+    timed = seconds[args.warmup:]
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True)
+    row = dict(label="stable-diffusion.cpp sd-cli, 1 step, a process per frame",
+               dtype="fp32 weights", unet_rows_per_frame=1,
+               note=f"process wall incl. loading: median {statistics.median(walls):.2f} s",
+               **output_fields(args, Image.open(out_png).convert("RGB"), "sdcpp"),
+               **summarize(timed, timed))
+    write_result(args, [row], dict(
+        versions={"sd-cli": (version.stdout or version.stderr).strip().splitlines()[0]
+                  if (version.stdout or version.stderr).strip() else "unknown"},
+        command=cmd))
 
 
 # ---- the combined table --------------------------------------------------------------------
@@ -452,7 +603,7 @@ def print_table(args):
     ref = next((r["rows"][0] for r in results if r["part"] == "streamdiff"), None)
     first = results[0]
     m = first["machine"]
-    print(f"\nimg2img {first['size']}x{first['size']}, fp32, {first['threads']} threads, "
+    print(f"\nimg2img {first['size']}x{first['size']}, {first['threads']} threads, "
           f"VAE {first['vae']}, model {first['model']}; prompt \"{first['prompt']}\"")
     info_path = os.path.join(first["model"], "baseline_model.json")
     if os.path.exists(info_path):
@@ -472,23 +623,27 @@ def print_table(args):
                    first["prompt"])]
     if mismatched:
         print(f"WARNING: {', '.join(mismatched)} ran with other settings than {first['part']}")
-    head = (f"{'pipeline':<46} {'UNet rows/frame':>15} {'runs':>4} {'min s':>9} "
-            f"{'median s':>9} {'median x sd':>11} {'min x sd':>8} {'output std':>10} "
-            f"{'|d| vs sd':>9}")
+    head = (f"{'pipeline':<58} {'dtype':>11} {'UNet rows':>9} {'runs':>4} "
+            f"{'latency min/med s':>17} {'interval min/med s':>18} {'lat x':>5} {'int x':>5} "
+            f"{'out std':>7} {'|d| vs sd':>9}")
     print("\n" + head + "\n" + "-" * len(head))
     for r in results:
         for row in r["rows"]:
-            ratio_med = f"{row['median_s'] / ref['median_s']:.2f}" if ref else "n/a"
-            ratio_min = f"{row['min_s'] / ref['min_s']:.2f}" if ref else "n/a"
+            def ratio(key):
+                return f"{row[key] / ref[key]:.2f}" if ref else "n/a"
             note = f"  {row['note']}" if row.get("note") else ""
             diff = mean_abs_diff(row["output_png"], ref["output_png"]) if ref else None
             diff = f"{diff:.2f}" if diff is not None else "n/a"
-            print(f"{row['label']:<46} {row['unet_rows_per_frame']:>15g} {row['runs']:>4} "
-                  f"{row['min_s']:>9.4f} {row['median_s']:>9.4f} {ratio_med:>11} "
-                  f"{ratio_min:>8} {row['output_std']:>10.1f} {diff:>9}{note}")
-    print("x sd: seconds per frame divided by streamdiff's (above 1: slower than streamdiff); "
-          "|d| vs sd: mean absolute difference\nof the last output image from streamdiff's, in "
-          "8-bit levels (same algorithm -> small; diffusers samples differently)")
+            lat = f"{row['latency_min_s']:.3f}/{row['latency_median_s']:.3f}"
+            itv = f"{row['interval_min_s']:.3f}/{row['interval_median_s']:.3f}"
+            print(f"{row['label']:<58} {row['dtype']:>11} {row['unet_rows_per_frame']:>9g} "
+                  f"{row['runs']:>4} {lat:>17} {itv:>18} {ratio('latency_median_s'):>5} "
+                  f"{ratio('interval_median_s'):>5} {row['output_std']:>7.1f} {diff:>9}{note}")
+    print("latency: a frame's input to its output with nothing waiting; interval: between "
+          "outputs (1 / throughput); x: median divided by\nthe first streamdiff row's (above 1: "
+          "slower than streamdiff); |d| vs sd: mean absolute difference of the last output image "
+          "from\nstreamdiff's, in 8-bit levels (same algorithm -> small; diffusers and "
+          "stable-diffusion.cpp sample differently)")
 
 
 def run_all(args):
@@ -505,12 +660,25 @@ def run_all(args):
     t_index = ["--t-index", ",".join(map(str, args.t_index))]
     parts = {
         "diffusers": [args.python, me, "diffusers", *common, "--steps",
-                      ",".join(map(str, args.steps))],
+                      ",".join(map(str, args.steps)),
+                      *(["--torch-dtypes", ",".join(args.torch_dtypes)] if args.torch_dtypes
+                        else [])],
         "streamdiffusion": [args.python_sd, me, "streamdiffusion", *common, *t_index],
-        "streamdiff": [args.python, me, "streamdiff", "--bin", args.bin, *common, *t_index],
+        "streamdiff": [args.python, me, "streamdiff", "--bin", args.bin, *common, *t_index,
+                       "--sd-dtypes", ",".join(args.sd_dtypes)],
+        "sdcpp": [args.python, me, "sdcpp", "--sdcpp", args.sdcpp or "", *common],
     }
+    names = list(args.parts)
+    if args.sdcpp and "sdcpp" not in names:
+        names.append("sdcpp")
+    # streamdiff first: the table's ratios are against its first row.
+    names.sort(key=lambda n: n != "streamdiff")
+    if "streamdiffusion" in names and not os.access(args.python_sd, os.X_OK):
+        print(f"\n== streamdiffusion: skipped, no interpreter '{args.python_sd}' (make it with "
+              "tools/setup_venvs.sh, or pass --python-sd)", flush=True)
+        names.remove("streamdiffusion")
     outs = []
-    for name in args.parts:
+    for name in names:
         out = os.path.join(results, f"{name}.json")
         print(f"\n== {name}", flush=True)
         t0 = time.perf_counter()
@@ -524,6 +692,16 @@ def run_all(args):
 
 def int_list(text):
     return [int(x) for x in text.split(",") if x.strip()]
+
+
+def dtype_list(allowed):
+    def parse(text):
+        out = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [x for x in out if x not in allowed]
+        if not out or bad:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(allowed)}")
+        return out
+    return parse
 
 
 def size_arg(text):
@@ -557,6 +735,18 @@ def add_run_options(p, part):
     if part in ("all", "diffusers"):
         p.add_argument("--steps", type=int_list, default=[1, 10],
                        help="diffusers denoising steps to time (default 1,10)")
+        p.add_argument("--torch-dtypes", type=dtype_list(("fp32", "bf16")),
+                       help="diffusers dtypes (default fp32,bf16 where torch reports AVX-512, "
+                       "else fp32: on AVX2 torch's bf16 is emulated, 133 s per 256^2 frame "
+                       "against 3.9 s in fp32)")
+    if part in ("all", "streamdiff"):
+        p.add_argument("--sd-dtypes", type=dtype_list(("auto", "f32", "bf16")),
+                       default=["auto", "f32"],
+                       help="streamdiff --dtype values (default auto,f32; auto = the default)")
+    if part in ("all", "sdcpp"):
+        p.add_argument("--sdcpp", required=part == "sdcpp", metavar="PATH",
+                       help="a stable-diffusion.cpp sd-cli binary you built: time it too, on "
+                       "the same weights as one single-file checkpoint")
     if part in ("all", "streamdiff"):
         p.add_argument("--bin", default=os.path.join(ROOT, "build", "release", "streamdiff"),
                        help="streamdiff binary (default: %(default)s)")
@@ -574,6 +764,7 @@ def main():
     for part, what in (("diffusers", "time diffusers' AutoPipelineForImage2Image (tools/.venv)"),
                        ("streamdiffusion", "time the original StreamDiffusion (tools/.venv-sd)"),
                        ("streamdiff", "time the streamdiff img2img CLI"),
+                       ("sdcpp", "time a stable-diffusion.cpp sd-cli (--sdcpp PATH)"),
                        ("all", "make the model if needed, run all three, print the table")):
         add_run_options(sub.add_parser(part, help=what), part)
     a = sub.choices["all"]
@@ -594,12 +785,12 @@ def main():
     if getattr(args, "runs", 1) < 1 or getattr(args, "warmup", 1) < 1:
         ap.error("--runs and --warmup must be at least 1 (streamdiff's first frame is untimed)")
     if args.part == "all":
-        unknown = set(args.parts) - {"diffusers", "streamdiffusion", "streamdiff"}
+        unknown = set(args.parts) - {"diffusers", "streamdiffusion", "streamdiff", "sdcpp"}
         if unknown:
             ap.error(f"--parts: unknown {sorted(unknown)}")
     {"make-model": make_model, "diffusers": run_diffusers,
-     "streamdiffusion": run_streamdiffusion, "streamdiff": run_streamdiff, "table": print_table,
-     "all": run_all}[args.part](args)
+     "streamdiffusion": run_streamdiffusion, "streamdiff": run_streamdiff, "sdcpp": run_sdcpp,
+     "table": print_table, "all": run_all}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 // 2. Memory: resident memory after loading the model, after a first stream's first frames, and
 //    after a second stream on the same model: a second stream must not load the weights again.
 //
-// Environment: SD_BENCH_API_ARCH (sd21 | sd15 | bk-sdm-small | bk-sdm-tiny), SD_BENCH_API_SIZE
+// Environment: SD_BENCH_API_ARCH (a Model::random name, default sd21), SD_BENCH_API_SIZE
 // (default 256), SD_BENCH_API_FRAMES (timed frames per path, default 6), SD_BENCH_API_DTYPE
 // (default f32).
 #include <algorithm>

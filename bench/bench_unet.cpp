@@ -5,7 +5,8 @@
 // before timing (one untimed pass, then reserve(peak())). GFLOP are counted by the backend over
 // the untimed pass (cpu_backend_stats().flops: convolutions, matrix products, attention, from
 // their shapes). Set SD_BENCH_UNET_SIZES=256 to skip 512x512, and SD_BENCH_UNET_ARCH to another
-// reference UNet (sd21, bk-sdm-small, bk-sdm-tiny: models/unet.h) instead of sd15.
+// reference UNet (sd21, bk-sdm-base, bk-sdm-small, bk-sdm-tiny, sdxs-512: models/unet.h) instead
+// of sd15.
 #include <chrono>
 #include <cmath>
 #include <cstdio>

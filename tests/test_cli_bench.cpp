@@ -57,7 +57,8 @@ TEST_F(CliBench, PrintsEveryTableWithItsRows) {
   ASSERT_EQ(r.code, 0) << r.output;
   for (const char* s :
        {"machine: ", "dtype f32", "warm-up (kernels and weights prepared, untimed): ",
-        "first row: ", "estimated total for 17 rows: about ", "(a) Stream Batch vs sequential",
+        "first row: ", "estimated total for 17 rows x 1 round: about ",
+        "ratios of median frame times:", "n=2 sequential", "(a) Stream Batch vs sequential",
         "(b) residual CFG", "(c) ablation", "fps", "median ms", "unet ms", "decode ms",
         "pre+enc ms"})
     EXPECT_NE(r.output.find(s), std::string::npos) << s << "\n" << r.output;
@@ -74,6 +75,31 @@ TEST_F(CliBench, PrintsEveryTableWithItsRows) {
     EXPECT_GT(fps, 0) << row;
   }
   EXPECT_TRUE(row_of(r.output, "n=3 stream batch").empty()) << "--max-steps 2 ignored";
+}
+
+// --repeats: rows run in interleaved rounds; the table gains a spread column and every ratio
+// line its per-round range.
+TEST_F(CliBench, RepeatsPoolRoundsAndPrintRatioRanges) {
+  RunResult r = run_cli(bench("model", "--tables cfg --repeats 3"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("estimated total for 8 rows x 3 rounds"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("spread %"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ratios of median frame times (per-round range):"), std::string::npos)
+      << r.output;
+  for (const char* num : {"n=1 cfg full", "n=1 cfg none"}) {
+    const size_t at = r.output.find(std::string("  ") + num);
+    ASSERT_NE(at, std::string::npos) << num << "\n" << r.output;
+    const std::string line = r.output.substr(at, r.output.find('\n', at) - at);
+    double ratio = 0, lo = 0, hi = 0;
+    const size_t slash = line.find("n=1 cfg self");
+    ASSERT_NE(slash, std::string::npos) << line;
+    ASSERT_EQ(std::sscanf(line.c_str() + slash + 12, "%lf (%lf-%lf)", &ratio, &lo, &hi), 3) << line;
+    EXPECT_GT(ratio, 0) << line;
+    EXPECT_LE(lo, hi) << line;
+  }
+  r = run_cli(bench("model", "--repeats 0"));
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("--repeats"), std::string::npos) << r.output;
 }
 
 TEST_F(CliBench, SelectedTableOnlyAndFullVaeRowNotAvailableWithoutVae) {

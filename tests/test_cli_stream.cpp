@@ -82,6 +82,8 @@ TEST_F(CliStream, Img2imgFolderWithTaesdWritesEveryFrame) {
   EXPECT_EQ(j["frames_written"], 3);
   EXPECT_EQ(j["frames_dropped"], 0);
   ASSERT_EQ(j["written_s"].size(), 3u);
+  ASSERT_EQ(j["frame_compute_ms"].size(), 3u);
+  for (const auto& ms : j["frame_compute_ms"]) EXPECT_GT(ms.get<double>(), 0.0);
   EXPECT_LE(j["written_s"][0].get<double>(), j["written_s"][2].get<double>());
   EXPECT_GT(j["latency_ms"]["p50"].get<double>(), 0.0);
   EXPECT_GT(j["prepare_ms"].get<double>(), 0.0);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -102,7 +103,7 @@ TEST_P(UnetReference, ForwardMatchesDiffusers) {
   UNetKVCache kv = model_->precompute_kv(states);
   EXPECT_EQ(kv.batch, 3);
   EXPECT_EQ(kv.distinct_prompts, 3);
-  ASSERT_EQ(int(kv.k.size()), model_->num_transformer_layers());
+  ASSERT_EQ(int(kv.k.size()), model_->num_kv_entries());
   Tensor cached = backend_->download(model_->forward(sample, t, kv));
   if (c.tol <= 1e-4) {
     EXPECT_EQ(rel_error(cached, out), 0.0);  // same rows projected: identical
@@ -121,8 +122,11 @@ INSTANTIATE_TEST_SUITE_P(
     Unet, UnetReference,
     testing::Values(RefCase{"sd1_tiny", "f32", 1e-4}, RefCase{"sd2_tiny", "f32", 1e-4},
                     RefCase{"bksdm_small_like", "f32", 1e-4},
-                    RefCase{"bksdm_tiny_like", "f32", 1e-4}, RefCase{"sd1_tiny", "bf16", 2e-2},
-                    RefCase{"sd2_tiny", "bf16", 2e-2}, RefCase{"bksdm_tiny_like", "bf16", 2e-2}),
+                    RefCase{"bksdm_tiny_like", "f32", 1e-4},
+                    RefCase{"bksdm_base_like", "f32", 1e-4}, RefCase{"sdxs_like", "f32", 1e-4},
+                    RefCase{"sdxs_ds_like", "f32", 1e-4}, RefCase{"sd1_tiny", "bf16", 2e-2},
+                    RefCase{"sd2_tiny", "bf16", 2e-2}, RefCase{"bksdm_tiny_like", "bf16", 2e-2},
+                    RefCase{"sdxs_like", "bf16", 2e-2}),
     case_name);
 
 // ---- batches, shared prompts, K/V cache ------------------------------------------------------
@@ -256,6 +260,23 @@ TEST_F(UnetLoad, Fp16VariantFileNameLoads) {
   auto model = UNet::load(dir_.string(), *b);
   EXPECT_EQ(model->config().num_heads, (std::vector<int>{2, 2, 2}));
   EXPECT_EQ(model->num_transformer_layers(), 2 * 2 + 1 + 3 * 2);
+  EXPECT_EQ(model->num_kv_entries(), model->num_transformer_layers());
+}
+
+// SDXS-512-0.9's layout: the first stage's attn1 is a second cross-attention, so its layers take
+// two K/V entries each (one down layer, two up layers), and its attn1 K/V are [16, 40].
+TEST(UnetOnlyCross, FirstStageLayersTakeTwoKvEntries) {
+  auto b = cpu_backend("f32");
+  auto model = UNet::load(kDir + "/sdxs_like", *b);
+  EXPECT_EQ(model->config().only_cross_attention, (std::vector<bool>{true, false, false}));
+  EXPECT_EQ(model->num_transformer_layers(), 3 + 3 * 2);
+  EXPECT_EQ(model->num_kv_entries(), 3 + 3 * 2 + 3);
+  Tensor host = Tensor::host(Shape{1, 77, 40}, DType::F32);
+  std::fill_n(host.data_as<float>(), host.numel(), 0.5f);
+  UNetKVCache kv = model->precompute_kv(b->upload(host));
+  ASSERT_EQ(kv.k.size(), 12u);
+  EXPECT_EQ(kv.k[0].shape(), (Shape{1, 77, 16}));  // attn1 of down_blocks.0 (1 head of 16)
+  EXPECT_EQ(kv.k[1].shape(), (Shape{1, 77, 16}));  // its attn2
 }
 
 TEST_F(UnetLoad, MissingTensorIsNamed) {
@@ -297,6 +318,16 @@ TEST_F(UnetLoad, ConfigNotMatchingTheWeights) {
   write_config(j);
   msg = load_error();
   EXPECT_NE(msg.find("unexpected tensor 'mid_block."), std::string::npos) << msg;
+
+  // only_cross_attention: attn1's K/V take the text context (24 wide here), the file's 16.
+  j = config();
+  j["only_cross_attention"] = true;
+  write_config(j);
+  msg = load_error();
+  EXPECT_NE(msg.find("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_k.weight"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("[16, 24]"), std::string::npos) << msg;
 }
 
 TEST_F(UnetLoad, UnsupportedConfigOptionsAreNamed) {
@@ -307,7 +338,8 @@ TEST_F(UnetLoad, UnsupportedConfigOptionsAreNamed) {
       {"time_cond_proj_dim", 256},
       {"resnet_time_scale_shift", "scale_shift"},
       {"num_attention_heads", 8},
-      {"only_cross_attention", true},
+      {"only_cross_attention", nlohmann::json::parse("[true, false]")},
+      {"only_cross_attention", "yes"},
       {"dual_cross_attention", true},
       {"time_embedding_type", "fourier"},
       {"center_input_sample", true},

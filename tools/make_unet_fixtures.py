@@ -17,6 +17,13 @@ Four tiny random configs, one per family and two small-model layouts:
   (as SD 2.1; a no-op in fp32).
 - bksdm_small_like / bksdm_tiny_like: the BK-SDM layouts (SD 1.x with blocks removed):
   layers_per_block 1 and mid_block_type None; the tiny one has three CrossAttn blocks each way.
+- bksdm_base_like: BK-SDM-Base, the layout of segmind/small-sd (layers_per_block 1, mid block
+  kept; segmind/tiny-sd is bksdm_tiny_like's layout).
+- sdxs_like: SDXS-512-0.9's layout as stable-diffusion.cpp reads it (SD 2.x family, three
+  CrossAttn blocks, layers_per_block 1, no mid block) with only_cross_attention
+  (True, False, False): the first stage's attn1 attends to the text, one head of 16 there.
+- sdxs_ds_like: sdxs-512-dreamshaper's layout (SD 1.x family, three blocks, no attention at the
+  highest resolution: DownBlock2D first, UpBlock2D last, no mid block).
 Weights are saved as fp16 (diffusers folder: config.json + diffusion_pytorch_model.safetensors);
 the references use the fp16-rounded weights upcast to fp32, computed on CPU in fp32.
 
@@ -80,6 +87,31 @@ CONFIGS = {
         SD1_TINY,
         down_block_types=("CrossAttnDownBlock2D",) * 3,
         up_block_types=("CrossAttnUpBlock2D",) * 3,
+        mid_block_type=None,
+        layers_per_block=1,
+    ),
+    "bksdm_base_like": dict(
+        SD1_TINY,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        block_out_channels=(16, 24, 32, 32),
+        layers_per_block=1,
+    ),
+    "sdxs_like": dict(
+        SD1_TINY,
+        down_block_types=("CrossAttnDownBlock2D",) * 3,
+        up_block_types=("CrossAttnUpBlock2D",) * 3,
+        mid_block_type=None,
+        layers_per_block=1,
+        only_cross_attention=(True, False, False),
+        cross_attention_dim=40,
+        attention_head_dim=(1, 3, 4),
+        use_linear_projection=True,
+    ),
+    "sdxs_ds_like": dict(
+        SD1_TINY,
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 2,
+        up_block_types=("CrossAttnUpBlock2D",) * 2 + ("UpBlock2D",),
         mid_block_type=None,
         layers_per_block=1,
     ),

@@ -14,7 +14,12 @@
 // Timing: per frame, pre+enc = input conversion + VAE encode (+ the output's conversion), unet =
 // the UNet passes plus the scheduler arithmetic, decode = VAE decode; the stream synchronizes
 // the device after each stage. The first frame (which fills the pipeline and prepares kernels)
-// is excluded; min / median are over --frames frames, fps = 1000 / median frame ms. With IO
+// is excluded; min / median are over --frames frames of each of --repeats rounds, fps = 1000 /
+// median frame ms. Rounds interleave the rows of a table (every row once per round, odd rounds in
+// reverse order), so that a slow spell of the machine falls on all rows alike; "spread" is the
+// range of the rows' per-round medians over their median, and each table ends with the ratios
+// the paper states (sequential / Stream Batch, full / self CFG, ablation / full), each with the
+// range of its per-round values: a ratio whose range includes 1 is within the noise. With IO
 // threads (the stream's asynchronous mode, a producer thread submitting) a frame's time is the
 // interval between consecutive outputs. No row reads, decodes, encodes or writes an image (the
 // frame is synthetic, the output stays in memory): "without IO threads" compares the synchronous
@@ -57,7 +62,7 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 
 struct BenchArgs {
   std::string model, taesd, arch = "sd15";
-  int width = 256, height = 256, frames = 5, max_steps = 4;
+  int width = 256, height = 256, frames = 5, max_steps = 4, repeats = 1;
   std::vector<std::string> tables{"batch", "cfg", "ablation"};
   ModelOptions backend;
 };
@@ -74,6 +79,14 @@ struct RowResult {
   bool available = true;
   std::string note;  // why n/a, or how the row was obtained
   double min_ms = 0, median_ms = 0, pre_ms = 0, unet_ms = 0, post_ms = 0;
+  double spread_pct = 0;             // (max - min) of the per-round medians / median, in %
+  std::vector<double> round_median;  // one per round
+};
+
+// A row's per-frame samples, pooled over rounds.
+struct RowSamples {
+  std::vector<double> total, pre, unet, post;
+  std::vector<double> round_median;  // median frame time of each round
 };
 
 struct RowSpec {
@@ -164,20 +177,24 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[(v.size() - 1) / 2];
 }
 
-// Per-frame samples -> min / median; stage columns are medians.
-void summarize(RowResult& r, std::vector<double> total, std::vector<double> pre,
-               std::vector<double> unet, std::vector<double> post) {
-  check(!total.empty(), "bench: no timed frames");
-  r.min_ms = *std::min_element(total.begin(), total.end());
-  r.median_ms = median(std::move(total));
-  r.pre_ms = median(std::move(pre));
-  r.unet_ms = median(std::move(unet));
-  r.post_ms = median(std::move(post));
-}
-
-RowResult run_row(const BenchArgs& a, BenchModels& m, const RowSpec& spec, std::string label) {
+// Pooled per-frame samples -> min / median; stage columns are medians.
+RowResult summarize(std::string label, RowSamples x) {
+  check(!x.total.empty(), "bench: no timed frames");
   RowResult r;
   r.label = std::move(label);
+  r.min_ms = *std::min_element(x.total.begin(), x.total.end());
+  r.median_ms = median(std::move(x.total));
+  r.pre_ms = median(std::move(x.pre));
+  r.unet_ms = median(std::move(x.unet));
+  r.post_ms = median(std::move(x.post));
+  const auto [lo, hi] = std::minmax_element(x.round_median.begin(), x.round_median.end());
+  r.spread_pct = 100.0 * (*hi - *lo) / r.median_ms;
+  r.round_median = std::move(x.round_median);
+  return r;
+}
+
+// One round of a row: appends its frames' samples to `x`.
+void run_row(const BenchArgs& a, BenchModels& m, const RowSpec& spec, RowSamples& x) {
   StreamConfig s;
   s.width = a.width, s.height = a.height;
   s.t_index_list = spread_t_index(spec.n);
@@ -191,7 +208,8 @@ RowResult run_row(const BenchArgs& a, BenchModels& m, const RowSpec& spec, std::
   Image out = frame;
 
   const size_t F = size_t(a.frames);
-  std::vector<double> total, pre, unet, post;
+  std::vector<double> total;
+  std::vector<double>&pre = x.pre, &unet = x.unet, &post = x.post;
   if (!spec.io_threads) {
     // The first frame fills the pipeline (n - 1 warm-up passes) and prepares the kernels.
     stream.img2img(frame.view(), out.mutable_view());
@@ -227,22 +245,70 @@ RowResult run_row(const BenchArgs& a, BenchModels& m, const RowSpec& spec, std::
     // The first output's time includes filling the pipeline; later ones are the steady rate.
     for (size_t k = 1; k < done.size(); ++k) total.push_back(ms_between(done[k - 1], done[k]));
   }
-  summarize(r, std::move(total), std::move(pre), std::move(unet), std::move(post));
-  return r;
+  check(!total.empty(), "bench: no timed frames");
+  x.round_median.push_back(median(total));
+  x.total.insert(x.total.end(), total.begin(), total.end());
 }
 
-void print_table(const char* title, const std::vector<RowResult>& rows) {
+void print_table(const char* title, const std::vector<RowResult>& rows, int repeats) {
   std::printf("\n%s\n", title);
-  std::printf("%-34s %8s %10s %10s %11s %10s %11s\n", "config", "fps", "min ms", "median ms",
-              "pre+enc ms", "unet ms", "decode ms");
+  std::printf("%-34s %8s %10s %10s %11s %10s %11s %9s\n", "config", "fps", "min ms", "median ms",
+              "pre+enc ms", "unet ms", "decode ms", repeats > 1 ? "spread %" : "");
   for (const RowResult& r : rows) {
     if (!r.available) {
       std::printf("%-34s %8s   %s\n", r.label.c_str(), "n/a", r.note.c_str());
       continue;
     }
-    std::printf("%-34s %8.3f %10.1f %10.1f %11.1f %10.1f %11.1f%s%s\n", r.label.c_str(),
-                1000.0 / r.median_ms, r.min_ms, r.median_ms, r.pre_ms, r.unet_ms, r.post_ms,
+    char spread[32] = "";
+    if (repeats > 1) std::snprintf(spread, sizeof spread, "%9.1f", r.spread_pct);
+    std::printf("%-34s %8.3f %10.1f %10.1f %11.1f %10.1f %11.1f %s%s%s\n", r.label.c_str(),
+                1000.0 / r.median_ms, r.min_ms, r.median_ms, r.pre_ms, r.unet_ms, r.post_ms, spread,
                 r.note.empty() ? "" : "  ", r.note.c_str());
+  }
+  std::fflush(stdout);
+}
+
+// The ratios a table exists to show, as (numerator, denominator) row labels.
+std::vector<std::pair<std::string, std::string>> table_ratios(const std::string& table,
+                                                              const std::vector<RowResult>& rows) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (const RowResult& r : rows) {
+    const std::string& l = r.label;
+    const size_t at = l.find(' ');
+    const std::string n = l.substr(0, at);  // "n=3" in the batch and cfg tables
+    if (table == "batch" && l.ends_with(" sequential")) pairs.emplace_back(l, n + " stream batch");
+    if (table == "cfg" && l.ends_with(" cfg full")) pairs.emplace_back(l, n + " cfg self");
+    if (table == "cfg" && l.ends_with(" cfg none")) pairs.emplace_back(l, n + " cfg self");
+    if (table == "ablation" && l != "full pipeline") pairs.emplace_back(l, "full pipeline");
+  }
+  return pairs;
+}
+
+// Ratio of the rows' medians, with the range of the per-round ratios (rounds interleave rows,
+// so round k of both rows ran close together).
+void print_ratios(const std::string& table, const std::vector<RowResult>& rows, int repeats) {
+  auto find = [&](const std::string& label) -> const RowResult* {
+    for (const RowResult& r : rows)
+      if (r.label == label && r.available) return &r;
+    return nullptr;
+  };
+  bool any = false;
+  for (const auto& [num, den] : table_ratios(table, rows)) {
+    const RowResult *a = find(num), *b = find(den);
+    if (!a || !b) continue;
+    if (!any)
+      std::printf("ratios of median frame times%s:\n", repeats > 1 ? " (per-round range)" : "");
+    any = true;
+    std::printf("  %-30s / %-18s %6.2f", num.c_str(), den.c_str(), a->median_ms / b->median_ms);
+    if (repeats > 1) {
+      double lo = 1e300, hi = 0;
+      for (size_t k = 0; k < a->round_median.size() && k < b->round_median.size(); ++k) {
+        const double q = a->round_median[k] / b->round_median[k];
+        lo = std::min(lo, q), hi = std::max(hi, q);
+      }
+      std::printf("  (%.2f-%.2f)", lo, hi);
+    }
+    std::printf("\n");
   }
   std::fflush(stdout);
 }
@@ -262,10 +328,12 @@ struct PlannedRow {
 
 // A row's cost relative to others, for the time estimate: UNet rows per pass (cfg none / self
 // n, initialize n + 1, full 2n) plus the VAE (TAESD ≈ 0.4 of a UNet row at 256², the full
-// AutoencoderKL ≈ 4), per frame.
+// AutoencoderKL ≈ 4), times the passes the row runs.
 double row_weight(const BenchArgs& a, const RowSpec& s) {
   const int unet = s.cfg == CfgType::Full ? 2 * s.n : s.cfg == CfgType::Initialize ? s.n + 1 : s.n;
-  return double(a.frames + 1) * (unet + (s.full_vae ? 4.0 : 0.4));
+  // The untimed first frame, the timed ones, and with Stream Batch n - 1 pipeline-filling passes.
+  const int passes = a.frames + 1 + (s.batch ? s.n - 1 : 0);
+  return double(passes) * (unet + (s.full_vae ? 4.0 : 0.4));
 }
 
 std::vector<PlannedRow> plan_rows(const BenchArgs& a, bool have_vae) {
@@ -331,6 +399,7 @@ void run_bench(const BenchArgs& a) {
     check(v > 0 && v <= 4096 && v % 8 == 0, flag, " ", v,
           " must be a positive multiple of 8 (of 64 for a real SD model), at most 4096");
   check(a.frames >= 1, "--frames ", a.frames, " must be at least 1");
+  check(a.repeats >= 1 && a.repeats <= 100, "--repeats ", a.repeats, " must be in [1, 100]");
   check(a.max_steps >= 1 && a.max_steps <= 50, "--max-steps ", a.max_steps, " must be in [1, 50]");
   const std::string taesd =
       a.taesd.empty() ? std::string() : resolve_model_arg(a.taesd, "--taesd", a.backend.pull);
@@ -378,28 +447,43 @@ void run_bench(const BenchArgs& a) {
   warm_up(a, m);
 
   const auto t0 = Clock::now();
+  total_weight *= a.repeats;
   double done_weight = 0;
   bool estimated = false;
   for (const auto& [table, description] : tables) {
+    std::vector<const PlannedRow*> in_table;
+    for (const PlannedRow& r : plan)
+      if (r.table == table) in_table.push_back(&r);
+    if (in_table.empty()) continue;
+    announce(table.c_str(), description);
+    std::vector<RowSamples> samples(in_table.size());
+    for (int round = 0; round < a.repeats; ++round)
+      for (size_t k = 0; k < in_table.size(); ++k) {
+        const size_t i = round % 2 ? in_table.size() - 1 - k : k;  // odd rounds in reverse
+        if (!in_table[i]->unavailable.empty()) continue;
+        run_row(a, m, in_table[i]->spec, samples[i]);
+        done_weight += row_weight(a, in_table[i]->spec);
+        if (!estimated) {  // the first row's time, scaled by the rows' relative costs
+          estimated = true;
+          const double s = ms_between(t0, Clock::now()) / 1000.0;
+          std::printf(
+              "first row: %.1f s; estimated total for %zu rows x %d round%s: about %.0f s\n", s,
+              plan.size(), a.repeats, a.repeats > 1 ? "s" : "", s * total_weight / done_weight);
+          std::fflush(stdout);
+        }
+      }
     std::vector<RowResult> rows;
-    for (const PlannedRow& r : plan) {
-      if (r.table != table) continue;
-      if (rows.empty()) announce(table.c_str(), description);
-      if (!r.unavailable.empty()) {
-        rows.push_back(RowResult{r.label, false, r.unavailable});
+    for (size_t i = 0; i < in_table.size(); ++i) {
+      if (in_table[i]->unavailable.empty()) {
+        rows.push_back(summarize(in_table[i]->label, std::move(samples[i])));
         continue;
       }
-      rows.push_back(run_row(a, m, r.spec, r.label));
-      done_weight += row_weight(a, r.spec);
-      if (!estimated) {  // the first row's time, scaled by the rows' relative costs
-        estimated = true;
-        const double s = ms_between(t0, Clock::now()) / 1000.0;
-        std::printf("first row: %.1f s; estimated total for %zu rows: about %.0f s\n", s,
-                    plan.size(), s * total_weight / done_weight);
-        std::fflush(stdout);
-      }
+      RowResult na;
+      na.label = in_table[i]->label, na.available = false, na.note = in_table[i]->unavailable;
+      rows.push_back(std::move(na));
     }
-    if (!rows.empty()) print_table(titles.at(table), rows);
+    print_table(titles.at(table), rows, a.repeats);
+    print_ratios(table, rows, a.repeats);
   }
 }
 
@@ -414,7 +498,8 @@ void register_bench(CLI::App& app) {
                   ".safetensors checkpoint, or a Hugging Face repository id; default: full-size "
                   "hash-random weights of --arch");
   cmd->add_option("--arch", a->arch, "Architecture of the random UNet without --model")
-      ->check(CLI::IsMember({"sd15", "sd21", "bk-sdm-small", "bk-sdm-tiny"}))
+      ->check(
+          CLI::IsMember({"sd15", "sd21", "bk-sdm-base", "bk-sdm-small", "bk-sdm-tiny", "sdxs-512"}))
       ->capture_default_str();
   cmd->add_option("--taesd", a->taesd,
                   "TAESD folder or repository id (default: the committed random "
@@ -422,6 +507,10 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--width", a->width, "Width (multiple of 8)")->capture_default_str();
   cmd->add_option("--height", a->height, "Height (multiple of 8)")->capture_default_str();
   cmd->add_option("--frames", a->frames, "Timed frames per row (after warm-up)")
+      ->capture_default_str();
+  cmd->add_option("--repeats", a->repeats,
+                  "Rounds per table: every row runs once per round, rounds interleaved; "
+                  "min/median pool all rounds' frames")
       ->capture_default_str();
   cmd->add_option("--tables", a->tables, "Tables to run: batch, cfg, ablation")
       ->delimiter(',')

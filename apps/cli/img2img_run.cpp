@@ -185,6 +185,7 @@ void run_frames(Stream& stream, FrameSource& source, FrameSink& sink, const Fram
     }
     ++report.written;
     report.written_s.push_back(seconds_since(run_start));
+    report.frame_compute_ms.push_back(info.compute_ms);
     report.compute.add(info.compute_ms);
     const StreamStats stats = stream.stats();
     progress.frame(in.index, report.written, info.tag + 1 - report.written, stats);

@@ -81,6 +81,7 @@ void write_stats_json(const std::string& path, const RunReport& r) {
   j["load_ms"] = r.load_ms;
   j["prepare_ms"] = r.prepare_ms;
   j["written_s"] = r.written_s;
+  j["frame_compute_ms"] = r.frame_compute_ms;
   // Through a temporary name, as every output: the final name never holds half a file.
   const std::string partial = path + ".partial";
   std::ofstream out(partial);

@@ -35,7 +35,8 @@ struct RunReport {
   int64_t unreadable = 0;  // inputs skipped because they could not be read
   double wall_s = 0;       // from the first frame read to the last output written
   double load_ms = 0, prepare_ms = 0;
-  std::vector<double> written_s;  // when each output was written, from the run's start
+  std::vector<double> written_s;         // when each output was written, from the run's start
+  std::vector<double> frame_compute_ms;  // each written frame's compute time (FrameInfo)
   bool live = false;
   std::string ended;         // "" (the input ended), "interrupted", "stdout closed"
   std::string input_damage;  // a video input damaged after its first frame (FrameSource::damage)

@@ -150,8 +150,8 @@ STREAMDIFF_API void sd_model_info_init(sd_model_info* info);
 /* path: a diffusers folder or a single-file .safetensors checkpoint. options may be NULL. */
 STREAMDIFF_API sd_status sd_model_load(const char* path, const sd_model_options* options,
                                        sd_model** out);
-/* arch "sd15", "sd21", "bk-sdm-small" or "bk-sdm-tiny": deterministic random weights
-   (benchmarks, tests); options->taesd needed. */
+/* arch "sd15", "sd21", "bk-sdm-base", "bk-sdm-small", "bk-sdm-tiny" or "sdxs-512":
+   deterministic random weights (benchmarks, tests); options->taesd needed. */
 STREAMDIFF_API sd_status sd_model_random(const char* arch, const sd_model_options* options,
                                          sd_model** out);
 STREAMDIFF_API sd_status sd_model_info_get(const sd_model* model, sd_model_info* info);

@@ -148,8 +148,10 @@ class STREAMDIFF_API Model {
   // (Io for unreadable, missing or malformed files, and repository ids not in the cache).
   static Model load(const std::string& path, const ModelOptions& options = {});
   // A model with deterministic random weights of a full-size architecture: "sd15" or "sd21"
-  // (the UNet of SD 1.5 or of SD 2.1 / sd-turbo), "bk-sdm-small" or "bk-sdm-tiny" (SD 1.x with
-  // blocks removed, 482 M / 323 M parameters), for benchmarks and tests without downloads.
+  // (the UNet of SD 1.5 or of SD 2.1 / sd-turbo), "bk-sdm-base", "bk-sdm-small" or
+  // "bk-sdm-tiny" (SD 1.x with blocks removed, 580 M / 482 M / 323 M parameters; the first and
+  // last are segmind/small-sd's and tiny-sd's layouts), or "sdxs-512" (SDXS-512-0.9's layout as
+  // stable-diffusion.cpp reads it), for benchmarks and tests without downloads.
   // options.taesd is required (the VAE); there is no text encoder: a prompt's embedding is
   // derived from a hash of its text.
   static Model random(const std::string& arch, const ModelOptions& options);

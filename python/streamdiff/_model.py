@@ -104,8 +104,8 @@ class Model:
         threads: int = 0,
     ) -> "Model":
         """A model with deterministic random weights of a full-size architecture ("sd15",
-        "sd21", "bk-sdm-small" or "bk-sdm-tiny"), for benchmarks and tests without downloads;
-        taesd (the VAE) is required."""
+        "sd21", "bk-sdm-base", "bk-sdm-small", "bk-sdm-tiny" or "sdxs-512"), for benchmarks and
+        tests without downloads; taesd (the VAE) is required."""
         options = _options(taesd, (), device, dtype, threads, False)
         handle = ctypes.c_void_p()
         check(lib.sd_model_random(arch.encode(), ctypes.byref(options), ctypes.byref(handle)))

@@ -41,7 +41,8 @@ struct UNet::Blocks {
   std::vector<UpBlock> up;
   UNetNorm norm_out;
   UNetConv conv_out;
-  std::vector<const TransformerLayer*> kv_layers;  // by kv_index
+  int transformer_layers = 0;
+  std::vector<std::pair<const UNetLinear*, const UNetLinear*>> kv_projections;  // by K/V entry
 };
 
 UNet::UNet(Backend& backend, UNetConfig config)
@@ -50,7 +51,11 @@ UNet::UNet(Backend& backend, UNetConfig config)
 UNet::~UNet() = default;
 
 int UNet::num_transformer_layers() const {
-  return int(blocks_->kv_layers.size());
+  return blocks_->transformer_layers;
+}
+
+int UNet::num_kv_entries() const {
+  return int(blocks_->kv_projections.size());
 }
 
 std::unique_ptr<UNet> UNet::load(const std::string& path, Backend& backend) {
@@ -115,7 +120,7 @@ std::unique_ptr<UNet> UNet::create(const UNetConfig& config, UNetWeightSource& w
       if (cross)
         blk.attentions.push_back(Transformer2D::load(
             r, p + ".attentions." + s, out_ch, c.num_heads[i], c.transformer_layers_per_block[i],
-            c.cross_attention_dim, groups, c.use_linear_projection, &kv));
+            c.cross_attention_dim, groups, c.use_linear_projection, c.only_cross(i), &kv));
     }
     blk.has_downsample = i + 1 < n;
     if (blk.has_downsample) {
@@ -132,7 +137,7 @@ std::unique_ptr<UNet> UNet::create(const UNetConfig& config, UNetWeightSource& w
     m.mid_resnet_0 = ResnetBlock::load(r, "mid_block.resnets.0", ch, ch, temb, groups, eps, osf);
     m.mid_attention = Transformer2D::load(
         r, "mid_block.attentions.0", ch, c.num_heads[n - 1], c.transformer_layers_per_block[n - 1],
-        c.cross_attention_dim, groups, c.use_linear_projection, &kv);
+        c.cross_attention_dim, groups, c.use_linear_projection, false, &kv);
     m.mid_resnet_1 = ResnetBlock::load(r, "mid_block.resnets.1", ch, ch, temb, groups, eps, osf);
   }
 
@@ -156,7 +161,7 @@ std::unique_ptr<UNet> UNet::create(const UNetConfig& config, UNetWeightSource& w
         blk.attentions.push_back(
             Transformer2D::load(r, p + ".attentions." + s, out_ch, c.num_heads[rev],
                                 c.transformer_layers_per_block[rev], c.cross_attention_dim, groups,
-                                c.use_linear_projection, &kv));
+                                c.use_linear_projection, c.only_cross(rev), &kv));
     }
     blk.has_upsample = i + 1 < n;
     if (blk.has_upsample)
@@ -168,10 +173,14 @@ std::unique_ptr<UNet> UNet::create(const UNetConfig& config, UNetWeightSource& w
   m.conv_out = load_unet_conv(r, "conv_out", c.out_channels, c0, c.conv_out_kernel);
   weights.check_all_used();
 
-  // Index the transformer layers in execution order for the K/V cache.
-  m.kv_layers.resize(kv);
+  // Index the K/V projections in execution order for the K/V cache.
+  m.kv_projections.resize(kv);
   auto index = [&](const Transformer2D& t) {
-    for (const TransformerLayer& l : t.layers) m.kv_layers[l.kv_index] = &l;
+    for (const TransformerLayer& l : t.layers) {
+      ++m.transformer_layers;
+      if (l.kv1_index >= 0) m.kv_projections[l.kv1_index] = {&l.k1, &l.v1};
+      m.kv_projections[l.kv_index] = {&l.k2, &l.v2};
+    }
   };
   for (const DownBlock& b : m.down)
     for (const Transformer2D& t : b.attentions) index(t);
@@ -238,8 +247,8 @@ namespace {
 class EncoderStatesContext : public CrossAttentionContext {
  public:
   explicit EncoderStatesContext(const Tensor& states) : states_(states) {}
-  std::pair<Tensor, Tensor> kv(Backend& b, const TransformerLayer& l) override {
-    return {apply_linear(b, states_, l.k2), apply_linear(b, states_, l.v2)};
+  std::pair<Tensor, Tensor> kv(Backend& b, int, const UNetLinear& k, const UNetLinear& v) override {
+    return {apply_linear(b, states_, k), apply_linear(b, states_, v)};
   }
 
  private:
@@ -249,8 +258,8 @@ class EncoderStatesContext : public CrossAttentionContext {
 class CachedContext : public CrossAttentionContext {
  public:
   explicit CachedContext(const UNetKVCache& cache) : cache_(cache) {}
-  std::pair<Tensor, Tensor> kv(Backend&, const TransformerLayer& l) override {
-    return {cache_.k[l.kv_index], cache_.v[l.kv_index]};
+  std::pair<Tensor, Tensor> kv(Backend&, int index, const UNetLinear&, const UNetLinear&) override {
+    return {cache_.k[size_t(index)], cache_.v[size_t(index)]};
   }
 
  private:
@@ -280,9 +289,9 @@ Tensor UNet::forward(const Tensor& sample, const std::vector<float>& timesteps,
 
 Tensor UNet::forward(const Tensor& sample, const Tensor& time_embedding,
                      const UNetKVCache& kv) const {
-  SD_CHECK(int(kv.k.size()) == num_transformer_layers() && kv.v.size() == kv.k.size(),
-           "UNet: the K/V cache holds ", kv.k.size(), " layers; this UNet has ",
-           num_transformer_layers(), " (was it made by another model?)");
+  SD_CHECK(int(kv.k.size()) == num_kv_entries() && kv.v.size() == kv.k.size(),
+           "UNet: the K/V cache holds ", kv.k.size(), " entries; this UNet has ", num_kv_entries(),
+           " (was it made by another model?)");
   SD_CHECK(sample.rank() >= 1 && kv.batch == sample.dim(0), "UNet: the K/V cache is for ", kv.batch,
            " batch rows, sample ", sample.shape().str(), " has ",
            sample.rank() ? sample.dim(0) : 0);
@@ -374,9 +383,9 @@ UNetKVCache UNet::precompute_kv(const Tensor& prompts, const std::vector<int>& r
     staging.push_back(rows);
     return dev;
   };
-  for (const TransformerLayer* l : blocks_->kv_layers) {
-    cache.k.push_back(project(l->k2));
-    cache.v.push_back(project(l->v2));
+  for (const auto& [k, v] : blocks_->kv_projections) {
+    cache.k.push_back(project(*k));
+    cache.v.push_back(project(*v));
   }
   b.synchronize();
   return cache;

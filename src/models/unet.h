@@ -51,6 +51,10 @@ struct UNetConfig {
   std::vector<int> layers_per_block{2, 2, 2, 2};
   std::vector<int> transformer_layers_per_block{1, 1, 1, 1};
   std::vector<int> num_heads{8, 8, 8, 8};  // from the legacy key attention_head_dim
+  // Per down block (reversed for the up path; empty = all false): the transformer's first
+  // attention (attn1) attends to the text context instead of the image tokens (SDXS-512-0.9's
+  // highest-resolution stage). The mid block ignores it, as diffusers does.
+  std::vector<bool> only_cross_attention;
   int cross_attention_dim = 1280;
   int norm_num_groups = 32;
   float norm_eps = 1e-5f;
@@ -66,6 +70,9 @@ struct UNetConfig {
   static UNetConfig from_json_file(const std::string& path);
   void validate(const std::string& where) const;
 
+  bool only_cross(size_t down_block) const {
+    return down_block < only_cross_attention.size() && only_cross_attention[down_block];
+  }
   int temb_dim() const {
     return time_embedding_dim > 0 ? time_embedding_dim : 4 * block_out_channels[0];
   }
@@ -76,20 +83,30 @@ struct UNetConfig {
 // The configs of the reference UNets (a downloaded model reads its own config.json):
 // - sd15, sd21: SD 1.5 and SD 2.1 / sd-turbo, assumed for single-file checkpoints
 //   (models/ldm_checkpoint.h);
-// - bk-sdm-small, bk-sdm-tiny: BK-SDM's (block-removed, knowledge-distilled Stable Diffusion;
-//   Kim et al. 2023), SD 1.x with one resnet (and transformer) per down stage and two per up
-//   stage (layers_per_block 1) and no mid block (482 M parameters); "tiny" also drops the
-//   innermost stage (three blocks, 323 M). Used for random-weight benchmarks of small models.
+// - bk-sdm-base, bk-sdm-small, bk-sdm-tiny: BK-SDM's (block-removed, knowledge-distilled
+//   Stable Diffusion; Kim et al. 2023), SD 1.x with one resnet (and transformer) per down stage
+//   and two per up stage (layers_per_block 1): "base" (segmind/small-sd's layout, 580 M
+//   parameters); "small" also without the mid block (482 M); "tiny" also without the innermost
+//   stage (three blocks, 323 M; segmind/tiny-sd's layout).
+// - sdxs-512: SDXS-512-0.9's UNet as stable-diffusion.cpp reads it (its config.json was not at
+//   hand): SD 2.x family, tiny (three blocks, layers_per_block 1, no mid block), the first stage
+//   with one 320-wide head whose attn1 attends to the text (only_cross_attention).
+// Used for random-weight benchmarks of small models.
 UNetConfig sd15_unet_config();
 UNetConfig sd21_unet_config();
+UNetConfig bk_sdm_base_unet_config();
 UNetConfig bk_sdm_small_unet_config();
 UNetConfig bk_sdm_tiny_unet_config();
-// One of the above by name; throws sd::Error listing the names for any other.
+UNetConfig sdxs_512_unet_config();
+// The names reference_unet_config takes, and one of the above by name (throws sd::Error listing
+// the names for any other).
+const std::vector<std::string>& reference_unet_archs();
 UNetConfig reference_unet_config(const std::string& arch);
 
 // The cross-attention keys and values of every transformer layer for one batch layout: k[i] and
 // v[i] are [batch, tokens, inner_dim] (compute dtype, persistent device memory, not the arena),
-// layer i in execution order (down blocks, mid block, up blocks).
+// in execution order (down blocks, mid block, up blocks): one entry per layer, two for a layer
+// whose attn1 is a cross-attention too (only_cross_attention), attn1's first.
 struct UNetKVCache {
   std::vector<Tensor> k, v;
   int64_t batch = 0;
@@ -135,11 +152,11 @@ class UNet {
   const UNetConfig& config() const { return config_; }
   const std::string& source() const { return source_; }
   Backend& backend() const { return backend_; }
-  int num_transformer_layers() const;
+  int num_transformer_layers() const;  // BasicTransformerBlocks
+  // Entries of a UNetKVCache: one per transformer layer, plus one per only-cross-attention layer.
+  int num_kv_entries() const;
   // The conv and linear weights by diffusers module name, for LoRA (lora.h).
-  LoraTargets& lora_targets() {
-    return lora_;
-  }  // BasicTransformerBlocks = entries of a UNetKVCache
+  LoraTargets& lora_targets() { return lora_; }
 
   // sample [B, h, w, in_channels] (compute dtype, on the device; h and w multiples of
   // config().size_multiple()); timesteps: B values (one per row) or one for all rows;

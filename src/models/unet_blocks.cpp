@@ -136,7 +136,7 @@ Tensor ResnetBlock::forward(Backend& b, const Tensor& x, const Tensor& temb_act)
 
 Transformer2D Transformer2D::load(UNetWeightReader& r, const std::string& prefix, int64_t channels,
                                   int heads, int num_layers, int64_t cross_dim, int groups,
-                                  bool linear_projection, int* next_kv_index) {
+                                  bool linear_projection, bool only_cross, int* next_kv_index) {
   Transformer2D t;
   t.groups = groups;
   const int64_t inner = int64_t(heads) * (channels / heads);
@@ -153,11 +153,13 @@ Transformer2D Transformer2D::load(UNetWeightReader& r, const std::string& prefix
     const std::string p = prefix + ".transformer_blocks." + std::to_string(i);
     TransformerLayer l;
     l.heads = heads;
+    if (only_cross) l.kv1_index = (*next_kv_index)++;
     l.kv_index = (*next_kv_index)++;
+    const int64_t kv1_in = only_cross ? cross_dim : inner;
     l.norm1 = load_unet_norm(r, p + ".norm1", inner);
     l.q1 = load_unet_linear(r, p + ".attn1.to_q", inner, inner, false);
-    l.k1 = load_unet_linear(r, p + ".attn1.to_k", inner, inner, false);
-    l.v1 = load_unet_linear(r, p + ".attn1.to_v", inner, inner, false);
+    l.k1 = load_unet_linear(r, p + ".attn1.to_k", inner, kv1_in, false);
+    l.v1 = load_unet_linear(r, p + ".attn1.to_v", inner, kv1_in, false);
     l.out1 = load_unet_linear(r, p + ".attn1.to_out.0", inner, inner, true);
     l.norm2 = load_unet_norm(r, p + ".norm2", inner);
     l.q2 = load_unet_linear(r, p + ".attn2.to_q", inner, inner, false);
@@ -181,11 +183,17 @@ Tensor Transformer2D::forward(Backend& b, const Tensor& x, CrossAttentionContext
   h = apply(b, h.reshape(Shape{batch, height * width, channels}), proj_in);
   for (const TransformerLayer& l : layers) {
     Tensor n = b.layer_norm(h, l.norm1.gamma, l.norm1.beta, kLayerNormEps);
-    Tensor a = b.attention(apply(b, n, l.q1), apply(b, n, l.k1), apply(b, n, l.v1), l.heads);
+    Tensor a;
+    if (l.kv1_index >= 0) {
+      auto [k1, v1] = ctx.kv(b, l.kv1_index, l.k1, l.v1);
+      a = b.attention(apply(b, n, l.q1), k1, v1, l.heads);
+    } else {
+      a = b.attention(apply(b, n, l.q1), apply(b, n, l.k1), apply(b, n, l.v1), l.heads);
+    }
     h = apply(b, a, l.out1, &h);
 
     n = b.layer_norm(h, l.norm2.gamma, l.norm2.beta, kLayerNormEps);
-    auto [k, v] = ctx.kv(b, l);
+    auto [k, v] = ctx.kv(b, l.kv_index, l.k2, l.v2);
     a = b.attention(apply(b, n, l.q2), k, v, l.heads);
     h = apply(b, a, l.out2, &h);
 

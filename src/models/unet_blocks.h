@@ -12,6 +12,7 @@
 //                                     linears (use_linear_projection, SD 2.x): the same matmul
 //   per BasicTransformerBlock (LayerNorm eps 1e-5, attention without q/k/v biases):
 //     h = to_out(attn(q(n1), k(n1), v(n1)))  + h,  n1 = norm1(h)      self-attention
+//       (only_cross_attention: attn(q(n1), K1(ctx), V1(ctx)), a second cross-attention)
 //     h = to_out(attn(q(n2), K(ctx), V(ctx))) + h, n2 = norm2(h)      cross-attention
 //     h = ff2(geglu(ff1(norm3(h))))          + h                      GEGLU feed-forward
 //   y = proj_out(h) + x
@@ -112,18 +113,21 @@ struct ResnetBlock {
 
 struct TransformerLayer {
   int heads = 8;
-  int kv_index = 0;  // position of this layer's K/V in a UNetKVCache
+  int kv_index = 0;    // position of attn2's K/V in a UNetKVCache
+  int kv1_index = -1;  // attn1's, when it attends to the text context (only_cross_attention)
   UNetNorm norm1, norm2, norm3;
-  UNetLinear q1, k1, v1, out1;  // self-attention
+  UNetLinear q1, k1, v1, out1;  // self-attention (k1/v1 take the text context when kv1_index >= 0)
   UNetLinear q2, k2, v2, out2;  // cross-attention; k2/v2 take the text context
   UNetLinear ff1, ff2;          // GEGLU projection (2 x 4C) and output (4C -> C)
 };
 
-// Where a transformer layer gets its cross-attention keys and values from.
+// Where a transformer layer gets its cross-attention keys and values from: K/V entry `index` of
+// a UNetKVCache, projected from the text context by `k` and `v`.
 class CrossAttentionContext {
  public:
   virtual ~CrossAttentionContext() = default;
-  virtual std::pair<Tensor, Tensor> kv(Backend& b, const TransformerLayer& layer) = 0;
+  virtual std::pair<Tensor, Tensor> kv(Backend& b, int index, const UNetLinear& k,
+                                       const UNetLinear& v) = 0;
 };
 
 struct Transformer2D {
@@ -132,11 +136,12 @@ struct Transformer2D {
   UNetLinear proj_in, proj_out;
   std::vector<TransformerLayer> layers;
 
-  // heads: number of attention heads (head dim = channels / heads); next_kv_index: the running
-  // count of transformer layers, advanced by num_layers.
+  // heads: number of attention heads (head dim = channels / heads); only_cross: attn1 attends
+  // to the text context too; next_kv_index: the running count of K/V entries, advanced by
+  // num_layers (twice that with only_cross).
   static Transformer2D load(UNetWeightReader& r, const std::string& prefix, int64_t channels,
                             int heads, int num_layers, int64_t cross_dim, int groups,
-                            bool linear_projection, int* next_kv_index);
+                            bool linear_projection, bool only_cross, int* next_kv_index);
   Tensor forward(Backend& b, const Tensor& x, CrossAttentionContext& ctx) const;
 };
 

@@ -29,6 +29,23 @@ void read_per_block(const JsonConfig& j, const char* key, size_t n, std::vector<
   }
 }
 
+// A bool or a list of bools, expanded to `n` entries.
+void read_per_block_bool(const JsonConfig& j, const char* key, size_t n, std::vector<bool>* out) {
+  out->assign(n, false);
+  if (!j.has(key)) return;
+  const nlohmann::json& v = j.json()[key];
+  if (v.is_boolean()) {
+    out->assign(n, v.get<bool>());
+    return;
+  }
+  SD_CHECK(v.is_array() && v.size() == n, j.path(), ": '", key, "' ", v.dump(),
+           " is neither a bool nor a list of ", n, " bools (one per down block)");
+  for (size_t i = 0; i < n; ++i) {
+    SD_CHECK(v[i].is_boolean(), j.path(), ": '", key, "' ", v.dump(), " holds a non-bool");
+    (*out)[i] = v[i].get<bool>();
+  }
+}
+
 }  // namespace
 
 UNetConfig UNetConfig::from_json_file(const std::string& path) {
@@ -55,7 +72,6 @@ UNetConfig UNetConfig::from_json_file(const std::string& path) {
   j.expect_one_of("resnet_time_scale_shift", {"default"});
   j.expect_one_of("attention_type", {"default"});
   j.expect_false("dual_cross_attention");
-  j.expect_false("only_cross_attention");
   j.expect_false("class_embeddings_concat");
 
   UNetConfig c;
@@ -74,6 +90,7 @@ UNetConfig UNetConfig::from_json_file(const std::string& path) {
   read_per_block(j, "layers_per_block", n, &c.layers_per_block);
   read_per_block(j, "transformer_layers_per_block", n, &c.transformer_layers_per_block);
   read_per_block(j, "attention_head_dim", n, &c.num_heads);
+  read_per_block_bool(j, "only_cross_attention", n, &c.only_cross_attention);
   std::vector<int> cross{c.cross_attention_dim};
   read_per_block(j, "cross_attention_dim", n, &cross);
   for (int d : cross)
@@ -95,7 +112,8 @@ UNetConfig UNetConfig::from_json_file(const std::string& path) {
   j.read("time_embedding_dim", &c.time_embedding_dim);
   // Accepted and without effect here: dropout (inference), upcast_attention (softmax is f32
   // anyway), sample_size; resnet_out_scale_factor, resnet_skip_time_act and
-  // mid_block_only_cross_attention, which diffusers does not pass to the supported block types.
+  // mid_block_only_cross_attention, which diffusers does not pass to the supported block types
+  // (UNetMidBlock2DCrossAttn's attn1 is self-attention whatever only_cross_attention says).
   c.validate(path);
   return c;
 }
@@ -119,10 +137,15 @@ UNetConfig sd21_unet_config() {
   return c;
 }
 
-UNetConfig bk_sdm_small_unet_config() {
+UNetConfig bk_sdm_base_unet_config() {
   UNetConfig c = sd15_unet_config();
-  c.has_mid_block = false;
   c.layers_per_block = {1, 1, 1, 1};
+  return c;
+}
+
+UNetConfig bk_sdm_small_unet_config() {
+  UNetConfig c = bk_sdm_base_unet_config();
+  c.has_mid_block = false;
   return c;
 }
 
@@ -137,12 +160,35 @@ UNetConfig bk_sdm_tiny_unet_config() {
   return c;
 }
 
+UNetConfig sdxs_512_unet_config() {
+  UNetConfig c = sd21_unet_config();
+  c.down_block_types.assign(3, "CrossAttnDownBlock2D");
+  c.up_block_types.assign(3, "CrossAttnUpBlock2D");
+  c.has_mid_block = false;
+  c.block_out_channels = {320, 640, 1280};
+  c.layers_per_block = {1, 1, 1};
+  c.transformer_layers_per_block = {1, 1, 1};
+  c.num_heads = {1, 10, 20};  // one head of 320 at the first stage, 64 wide elsewhere
+  c.only_cross_attention = {true, false, false};
+  return c;
+}
+
+const std::vector<std::string>& reference_unet_archs() {
+  static const std::vector<std::string> archs{"sd15",         "sd21",        "bk-sdm-base",
+                                              "bk-sdm-small", "bk-sdm-tiny", "sdxs-512"};
+  return archs;
+}
+
 UNetConfig reference_unet_config(const std::string& arch) {
   if (arch == "sd15") return sd15_unet_config();
   if (arch == "sd21") return sd21_unet_config();
+  if (arch == "bk-sdm-base") return bk_sdm_base_unet_config();
   if (arch == "bk-sdm-small") return bk_sdm_small_unet_config();
   if (arch == "bk-sdm-tiny") return bk_sdm_tiny_unet_config();
-  fail("UNet architecture '", arch, "' is not sd15, sd21, bk-sdm-small or bk-sdm-tiny");
+  if (arch == "sdxs-512") return sdxs_512_unet_config();
+  std::string names;
+  for (const std::string& a : reference_unet_archs()) names += (names.empty() ? "" : ", ") + a;
+  fail("UNet architecture '", arch, "' is not one of ", names);
 }
 
 void UNetConfig::validate(const std::string& where) const {
@@ -162,6 +208,9 @@ void UNetConfig::validate(const std::string& where) const {
   SD_CHECK(layers_per_block.size() == n && transformer_layers_per_block.size() == n &&
                num_heads.size() == n,
            where, ": per-block lists must have ", n, " entries");
+  SD_CHECK(only_cross_attention.empty() || only_cross_attention.size() == n, where,
+           ": only_cross_attention has ", only_cross_attention.size(), " entries for ", n,
+           " down blocks");
   SD_CHECK(in_channels > 0 && out_channels > 0 && cross_attention_dim > 0, where, ": in_channels ",
            in_channels, ", out_channels ", out_channels, ", cross_attention_dim ",
            cross_attention_dim, " must be positive");
