@@ -433,13 +433,12 @@ FRAME_LINE = re.compile(r"frame \d+")  # progress lines, left out of the recorde
 
 
 def streamdiff_once(args, binary, dtype, frames, outputs, total):
-    """One run of the CLI over the folder of frames: its row, or None when `dtype` resolved to
-    what an earlier row already ran (`auto` where the CPU has no bf16 is f32)."""
+    """One run of the CLI over the folder of frames in `--dtype dtype`: its table row (labelled
+    with the dtype it computed in), the command and the log lines."""
     from PIL import Image
 
-    for d in (outputs,):
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
+    shutil.rmtree(outputs, ignore_errors=True)
+    os.makedirs(outputs)
     stats_path = os.path.join(args.work, f"streamdiff_stats_{dtype}_{args.size}.json")
     cmd = [binary, "img2img", "--model", args.model, "--prompt", args.prompt,
            "--t-index", ",".join(map(str, args.t_index)), "--steps", str(STREAM_STEPS),

@@ -34,20 +34,21 @@ struct Engine {
   dnnl::stream strm{eng};
 };
 
-std::vector<float> normal_values(size_t n, uint32_t seed, float scale) {
+// n values from `dist` (normal or uniform) seeded with `seed`.
+template <class Distribution>
+std::vector<float> random_values(size_t n, uint32_t seed, Distribution dist) {
   std::vector<float> v(n);
   std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.f, scale);
   for (float& x : v) x = dist(gen);
   return v;
 }
 
+std::vector<float> normal_values(size_t n, uint32_t seed, float sigma) {
+  return random_values(n, seed, std::normal_distribution<float>(0.f, sigma));
+}
+
 std::vector<float> uniform_values(size_t n, uint32_t seed, float scale) {
-  std::vector<float> v(n);
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  for (float& x : v) x = dist(gen);
-  return v;
+  return random_values(n, seed, std::uniform_real_distribution<float>(-scale, scale));
 }
 
 // Symmetric per-row scales of a [rows, cols] matrix and its s8 values in [-levels, levels].
@@ -87,13 +88,10 @@ dnnl::memory filled(const dnnl::memory::desc& d, Engine& e, const void* data) {
   return m;
 }
 
-// Reorders `from` (plain layout) into a new memory of desc `to`, with optional output scales.
-dnnl::memory reordered(Engine& e, dnnl::memory& from, const dnnl::memory::desc& to,
-                       const std::vector<float>& scales = {}, int mask = 0) {
+// `from` reordered into a new memory of desc `to` (a layout change, or back to a plain one).
+dnnl::memory reordered(Engine& e, dnnl::memory& from, const dnnl::memory::desc& to) {
   dnnl::memory out(to, e.eng);
-  dnnl::primitive_attr attr;
-  if (!scales.empty()) attr.set_output_scales(mask, scales);
-  dnnl::reorder(dnnl::reorder::primitive_desc(from, out, attr)).execute(e.strm, from, out);
+  dnnl::reorder(from, out).execute(e.strm, from, out);
   e.strm.wait();
   return out;
 }

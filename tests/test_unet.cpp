@@ -263,6 +263,28 @@ TEST_F(UnetLoad, Fp16VariantFileNameLoads) {
   EXPECT_EQ(model->num_kv_entries(), model->num_transformer_layers());
 }
 
+// The reference layouts derived from SD's: BK-SDM-Tiny from SD 1.5, SDXS-512 from SD 2.1.
+TEST(UnetReferenceConfigs, TinyLayoutsDropTheInnermostStage) {
+  const UNetConfig tiny = reference_unet_config("bk-sdm-tiny");
+  EXPECT_EQ(tiny.down_block_types, std::vector<std::string>(3, "CrossAttnDownBlock2D"));
+  EXPECT_EQ(tiny.up_block_types, std::vector<std::string>(3, "CrossAttnUpBlock2D"));
+  EXPECT_EQ(tiny.block_out_channels, (std::vector<int>{320, 640, 1280}));
+  EXPECT_FALSE(tiny.has_mid_block);
+  const UNetConfig sdxs = reference_unet_config("sdxs-512");
+  EXPECT_EQ(sdxs.down_block_types, tiny.down_block_types);
+  EXPECT_EQ(sdxs.up_block_types, tiny.up_block_types);
+  EXPECT_EQ(sdxs.block_out_channels, tiny.block_out_channels);
+  EXPECT_EQ(sdxs.layers_per_block, (std::vector<int>{1, 1, 1}));
+  EXPECT_EQ(sdxs.num_heads, (std::vector<int>{1, 10, 20}));
+  EXPECT_EQ(sdxs.only_cross_attention, (std::vector<bool>{true, false, false}));
+  EXPECT_EQ(sdxs.cross_attention_dim, 1024);
+  EXPECT_TRUE(sdxs.use_linear_projection);
+  EXPECT_FALSE(sdxs.has_mid_block);
+  for (const std::string& arch : reference_unet_archs())
+    EXPECT_NO_THROW(reference_unet_config(arch).validate(arch)) << arch;
+  EXPECT_NE(error_of([] { reference_unet_config("sd3"); }).find("sdxs-512"), std::string::npos);
+}
+
 // SDXS-512-0.9's layout: the first stage's attn1 is a second cross-attention, so its layers take
 // two K/V entries each (one down layer, two up layers), and its attn1 K/V are [16, 40].
 TEST(UnetOnlyCross, FirstStageLayersTakeTwoKvEntries) {

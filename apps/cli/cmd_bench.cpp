@@ -208,8 +208,7 @@ void run_row(const BenchArgs& a, BenchModels& m, const RowSpec& spec, RowSamples
   Image out = frame;
 
   const size_t F = size_t(a.frames);
-  std::vector<double> total;
-  std::vector<double>&pre = x.pre, &unet = x.unet, &post = x.post;
+  std::vector<double> total;  // this round's frame times (x.total pools all rounds)
   if (!spec.io_threads) {
     // The first frame fills the pipeline (n - 1 warm-up passes) and prepares the kernels.
     stream.img2img(frame.view(), out.mutable_view());
@@ -217,9 +216,9 @@ void run_row(const BenchArgs& a, BenchModels& m, const RowSpec& spec, RowSamples
       const auto t0 = Clock::now();
       const FrameInfo info = stream.img2img(frame.view(), out.mutable_view());
       const double ms = ms_between(t0, Clock::now());
-      pre.push_back(ms - info.unet_ms - info.decode_ms);  // conversions + VAE encode
-      unet.push_back(info.unet_ms);
-      post.push_back(info.decode_ms);
+      x.pre.push_back(ms - info.unet_ms - info.decode_ms);  // conversions + VAE encode
+      x.unet.push_back(info.unet_ms);
+      x.post.push_back(info.decode_ms);
       total.push_back(ms);
     }
   } else {
@@ -236,9 +235,9 @@ void run_row(const BenchArgs& a, BenchModels& m, const RowSpec& spec, RowSamples
     while (stream.poll(out.mutable_view(), &info)) {
       done.push_back(Clock::now());
       if (info.tag == 0) continue;  // the warm-up frame
-      pre.push_back(info.encode_ms);
-      unet.push_back(info.unet_ms);
-      post.push_back(info.decode_ms);
+      x.pre.push_back(info.encode_ms);
+      x.unet.push_back(info.unet_ms);
+      x.post.push_back(info.decode_ms);
     }
     producer.join();
     stream.stop();

@@ -1,5 +1,7 @@
 // UNetConfig: reading diffusers' unet/config.json (UNet2DConditionModel) and checking it against
 // what this implementation builds.
+#include <utility>
+
 #include "io/json_config.h"
 #include "models/unet.h"
 
@@ -149,9 +151,11 @@ UNetConfig bk_sdm_small_unet_config() {
   return c;
 }
 
-UNetConfig bk_sdm_tiny_unet_config() {
-  UNetConfig c = bk_sdm_small_unet_config();
-  c.down_block_types.pop_back();  // the innermost DownBlock2D and its UpBlock2D
+namespace {
+
+// SD's layout without its innermost (attention-free) down block and the up block mirroring it.
+UNetConfig without_innermost_stage(UNetConfig c) {
+  c.down_block_types.pop_back();
   c.up_block_types.erase(c.up_block_types.begin());
   c.block_out_channels.pop_back();
   c.layers_per_block.pop_back();
@@ -160,15 +164,18 @@ UNetConfig bk_sdm_tiny_unet_config() {
   return c;
 }
 
+}  // namespace
+
+UNetConfig bk_sdm_tiny_unet_config() {
+  return without_innermost_stage(bk_sdm_small_unet_config());
+}
+
 UNetConfig sdxs_512_unet_config() {
-  UNetConfig c = sd21_unet_config();
-  c.down_block_types.assign(3, "CrossAttnDownBlock2D");
-  c.up_block_types.assign(3, "CrossAttnUpBlock2D");
+  UNetConfig c = sd21_unet_config();  // made tiny as BK-SDM-Tiny is made from SD 1.5
   c.has_mid_block = false;
-  c.block_out_channels = {320, 640, 1280};
-  c.layers_per_block = {1, 1, 1};
-  c.transformer_layers_per_block = {1, 1, 1};
-  c.num_heads = {1, 10, 20};  // one head of 320 at the first stage, 64 wide elsewhere
+  c.layers_per_block = {1, 1, 1, 1};
+  c = without_innermost_stage(std::move(c));
+  c.num_heads[0] = 1;  // one head of 320 at the first stage, 64 wide elsewhere
   c.only_cross_attention = {true, false, false};
   return c;
 }
