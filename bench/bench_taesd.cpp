@@ -1,7 +1,9 @@
 // TAESD encode and decode with the full-size (madebyollin/taesd) architecture on deterministic
 // random weights, at 512x512 and 256x256, in f32 and bf16 (where the CPU runs bf16 natively).
 // The arena is planned before timing (one untimed pass, then reserve(peak())), so the timed runs
-// allocate nothing; the overflow count printed with each line shows it.
+// allocate nothing; the overflow count printed with each line shows it. Then the convolution
+// chain (Backend::conv_chain: oneDNN's blocked layout between convolutions, the default) against
+// the same layers conv by conv (NHWC between them), interleaved.
 #include <unistd.h>
 
 #include <cmath>
@@ -10,6 +12,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
@@ -130,9 +133,12 @@ SD_BENCH("taesd") {
         Tensor y = model->decode(latents);
         backend->synchronize();
       };
-      // Plan: one pass of each sizes the arena; then every timed pass fits in it.
-      encode();
-      decode();
+      // Plan: one pass of each (both chain modes) sizes the arena; then every timed pass fits.
+      for (bool fused : {false, true}) {
+        cpu_set_conv_chain_fused(*backend, fused);
+        encode();
+        decode();
+      }
       backend->arena().reserve(backend->arena().peak());
       backend->arena().reset_stats();
       const TaesdConfig& c = model->config();
@@ -149,6 +155,24 @@ SD_BENCH("taesd") {
             "GFLOP/s at min\n",
             p.name, size, size, dtype.c_str(), s.min_ms, s.median_ms, s.runs, p.gflop,
             p.gflop / (s.min_ms * 1e-3));
+        std::fflush(stdout);
+      }
+      // The convolution chain (intermediates in oneDNN's layout, the default) against conv by
+      // conv (NHWC between convolutions), timed calls interleaved.
+      for (const Part& p : parts) {
+        std::vector<double> chained, stepwise;
+        for (int r = 0; r < 3; ++r)
+          for (bool fused : {true, false}) {
+            cpu_set_conv_chain_fused(*backend, fused);
+            (fused ? chained : stepwise).push_back(sd::bench::time_it(p.fn, 1, 0).min_ms);
+          }
+        cpu_set_conv_chain_fused(*backend, true);
+        const sd::bench::Stats a = sd::bench::stats_of(chained), b = sd::bench::stats_of(stepwise);
+        std::printf(
+            "taesd %s %dx%d %s, chained vs conv by conv (interleaved): min %.1f / %.1f ms, "
+            "median %.1f / %.1f ms -> %.2fx at median\n",
+            p.name, size, size, dtype.c_str(), a.min_ms, b.min_ms, a.median_ms, b.median_ms,
+            b.median_ms / a.median_ms);
         std::fflush(stdout);
       }
       std::printf("arena: %.1f MiB reserved, %zu overflow allocations while timing\n",

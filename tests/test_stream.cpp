@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "models/clip_text.h"
@@ -318,9 +319,13 @@ void check_trace(const std::string& name) {
   for (int i = 0; i < frames; ++i) {
     if (i == update_at) stream.update_prompt(t.meta.at("update_prompt"));
     const std::string& mode = t.meta.at("mode");
+    const uint64_t copied = cpu_backend_stats(*m.backend).host_copy_bytes;
     image = mode == "txt2img"            ? stream.txt2img()
             : mode == "txt2img_sd_turbo" ? stream.txt2img_sd_turbo()
                                          : stream.img2img(frames_for(i, f));
+    // f32 on the CPU: the models read and write the stream's latents and images in place.
+    EXPECT_EQ(cpu_backend_stats(*m.backend).host_copy_bytes, copied)
+        << "frame " << i << " copied tensors between the host and the backend";
     const double err = rel_error(stream.last_latent().data_as<float>(),
                                  latents.data_as<float>() + i * per_frame, per_frame);
     EXPECT_LE(err, 1e-4) << "frame " << i;

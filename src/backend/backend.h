@@ -14,6 +14,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/arena.h"
 #include "core/tensor.h"
@@ -37,6 +38,17 @@ struct Weight {
 struct Conv2dParams {
   int stride = 1;
   int pad = 0;  // same padding on all four sides, zeros
+};
+
+// One step of Backend::conv_chain: a convolution (w set) or a nearest 2x upsample (w null).
+struct ChainStep {
+  const Weight* w = nullptr;
+  const Weight* bias = nullptr;
+  Conv2dParams p;
+  Act act = Act::None;
+  // Adds output number `residual` before the activation: 0 is the chain's input, i + 1 the
+  // output of step i (an earlier one); -1 adds nothing.
+  int residual = -1;
 };
 
 struct BackendOptions {
@@ -104,6 +116,12 @@ class Backend {
   virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads,
                            bool causal = false) = 0;
   virtual Tensor upsample_nearest2x(const Tensor& x) = 0;  // NHWC
+  // Runs `steps` in order, each on the previous step's output, and returns the last output:
+  // the same as calling conv2d / upsample_nearest2x step by step, which is what this default
+  // does. A backend may keep the intermediates in a layout of its own (the CPU backend: oneDNN's
+  // blocked layout where it has no fast NHWC convolution, reordered once at each end). Throws
+  // sd::Error naming the step at fault for a bad chain.
+  virtual Tensor conv_chain(const Tensor& x, const std::vector<ChainStep>& steps);
   // Elementwise a op b with numpy broadcasting (shapes aligned at the right).
   virtual Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) = 0;
   virtual Tensor scale(const Tensor& x, float alpha, float beta = 0.f) = 0;  // alpha*x + beta
@@ -120,6 +138,10 @@ class Backend {
   DType compute_;
   std::unique_ptr<Arena> arena_;
 };
+
+// Checks a conv_chain's steps (residuals name earlier outputs; upsamples carry nothing) and
+// fills last_use[k] with the step that last reads output k (0: the input; i + 1: step i's).
+void check_conv_chain(const std::vector<ChainStep>& steps, std::vector<int>& last_use);
 
 // Creates the backend the options ask for; throws sd::Error if it is not available.
 std::unique_ptr<Backend> make_backend(const BackendOptions& options);

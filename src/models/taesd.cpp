@@ -223,6 +223,13 @@ std::vector<Taesd::Layer> build_decoder(Backend& backend, const TaesdConfig& c,
 }  // namespace
 
 std::unique_ptr<Taesd> Taesd::load(const std::string& path, Backend& backend) {
+  std::unique_ptr<Taesd> model = load_layers(path, backend);
+  model->encoder_steps_ = chain_of(model->encoder_);
+  model->decoder_steps_ = chain_of(model->decoder_);
+  return model;
+}
+
+std::unique_ptr<Taesd> Taesd::load_layers(const std::string& path, Backend& backend) {
   std::error_code ec;
   SD_CHECK(fs::exists(path, ec), "TAESD model '", path, "' does not exist");
   std::unique_ptr<Taesd> model;
@@ -284,32 +291,32 @@ std::unique_ptr<Taesd> Taesd::load(const std::string& path, Backend& backend) {
 
 // ---- forward -----------------------------------------------------------------------------------
 
-Tensor Taesd::conv(const Tensor& x, const Conv& c, Act act, const Tensor* residual) const {
-  return backend_.conv2d(x, c.weight, c.bias.defined() ? &c.bias : nullptr, c.params, act,
-                         residual);
-}
-
-Tensor Taesd::run(const std::vector<Layer>& layers, Tensor x) const {
+std::vector<ChainStep> Taesd::chain_of(const std::vector<Layer>& layers) {
+  std::vector<ChainStep> steps;
+  auto conv = [&](const Conv& c, Act act, int residual = -1) {
+    steps.push_back({&c.weight, c.bias.defined() ? &c.bias : nullptr, c.params, act, residual});
+  };
   for (const Layer& layer : layers) {
     switch (layer.kind) {
       case Layer::kConv:
-        x = conv(x, layer.conv, Act::None);
+        conv(layer.conv, Act::None);
         break;
       case Layer::kConvRelu:
-        x = conv(x, layer.conv, Act::ReLU);
+        conv(layer.conv, Act::ReLU);
         break;
       case Layer::kUpsample:
-        x = backend_.upsample_nearest2x(x);
+        steps.push_back(ChainStep{});
         break;
-      case Layer::kBlock: {
-        Tensor h = conv(x, layer.block.c1, Act::ReLU);
-        h = conv(h, layer.block.c2, Act::ReLU);
-        x = conv(h, layer.block.c3, Act::ReLU, &x);  // relu(conv(h) + x)
+      case Layer::kBlock: {  // relu(c3(relu(c2(relu(c1(x))))) + x); x is output number size()
+        const int x = int(steps.size());
+        conv(layer.block.c1, Act::ReLU);
+        conv(layer.block.c2, Act::ReLU);
+        conv(layer.block.c3, Act::ReLU, x);
         break;
       }
     }
   }
-  return x;
+  return steps;
 }
 
 Tensor Taesd::encode(const Tensor& image) const {
@@ -318,7 +325,7 @@ Tensor Taesd::encode(const Tensor& image) const {
            image.shape().str(), " is not [N, H, W, ", config_.in_channels, "]");
   // diffusers' EncoderTiny works on [0, 1] images: (x + 1) / 2. Not foldable into the first
   // conv: its zero padding would then mean -1 instead of 0.
-  return run(encoder_, backend_.scale(image, 0.5f, 0.5f));
+  return backend_.conv_chain(backend_.scale(image, 0.5f, 0.5f), encoder_steps_);
 }
 
 Tensor Taesd::decode(const Tensor& latents) const {
@@ -328,7 +335,7 @@ Tensor Taesd::decode(const Tensor& latents) const {
            config_.latent_channels, "]");
   // Clamp tanh(z / 3) * 3; the factor 3 lives in the first conv's weights.
   Tensor z = backend_.activate(backend_.scale(latents, 1.f / 3.f), Act::Tanh);
-  return run(decoder_, z);
+  return backend_.conv_chain(z, decoder_steps_);
 }
 
 }  // namespace sd

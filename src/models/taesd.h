@@ -94,14 +94,16 @@ class Taesd {
 
  private:
   Taesd(Backend& backend, TaesdConfig config) : backend_(backend), config_(std::move(config)) {}
-  Tensor run(const std::vector<Layer>& layers, Tensor x) const;
-  Tensor conv(const Tensor& x, const Conv& c, Act act, const Tensor* residual = nullptr) const;
+  static std::unique_ptr<Taesd> load_layers(const std::string& path, Backend& backend);
+  // The layers as one Backend::conv_chain (pointing into `layers`, which stay put after load).
+  static std::vector<ChainStep> chain_of(const std::vector<Layer>& layers);
 
   Backend& backend_;
   TaesdConfig config_;
   std::string source_;
   std::vector<Layer> encoder_;
   std::vector<Layer> decoder_;
+  std::vector<ChainStep> encoder_steps_, decoder_steps_;  // chain_of(encoder_ / decoder_)
 };
 
 }  // namespace sd

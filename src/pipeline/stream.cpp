@@ -83,6 +83,7 @@ Stream::Stream(Backend& backend, const UNet& unet, const LatentCodec& vae, Promp
   n_ = int64_t(s_.t_index_list.size());
   rows_ = s_.use_denoising_batch ? n_ * f_ : f_;
   row_elems_ = lh_ * lw_ * lc_;
+  host_direct_ = be_.device() == Device::CPU && be_.compute_dtype() == DType::F32;
   frame_in_ = Tensor::host(Shape{f_, s_.height, s_.width, 3}, DType::F32);
   out_image_ = Tensor::host(Shape{f_, s_.height, s_.width, 3}, DType::F32);
 }
@@ -101,7 +102,6 @@ void Stream::prepare(const std::string& prompt, const std::string& negative_prom
 }
 
 void Stream::build_row_constants() {
-  temb_cache_.clear();  // the timesteps may have changed
   const size_t B = size_t(n_ * f_);
   a_.assign(B, 0), b_.assign(B, 0), cskip_.assign(B, 0), cout_.assign(B, 0);
   a_next_.assign(B, 1), b_next_.assign(B, 1), t_rows_.assign(B, 0);
@@ -114,6 +114,25 @@ void Stream::build_row_constants() {
       a_next_[r] = nx.alpha_sqrt, b_next_[r] = nx.beta_sqrt;
     }
   }
+  cache_time_embeddings();
+}
+
+const std::vector<float>& Stream::pass_timesteps(int64_t rows, const std::vector<float>& t_rows) {
+  const int64_t extra = extra_rows(rows);
+  std::vector<float>& t = t_scratch_;
+  t.assign(t_rows.begin(), t_rows.begin() + extra);
+  t.insert(t.end(), t_rows.begin(), t_rows.begin() + rows);
+  return t;
+}
+
+void Stream::cache_time_embeddings() {
+  temb_cache_.clear();
+  if (s_.use_denoising_batch) {
+    time_embedding_for(pass_timesteps(rows_, t_rows_));
+    return;
+  }
+  for (const SlotConstants& c : slots_)
+    time_embedding_for(pass_timesteps(f_, std::vector<float>(size_t(f_), float(c.timestep))));
 }
 
 void Stream::build_kv() {
@@ -203,15 +222,21 @@ void Stream::plan_arena() {
   Arena& arena = be_.arena();
   be_.synchronize();
   arena.reset_stats();
+  // The arena calls of a frame, in a frame's order and with its lifetimes (encode_input,
+  // guided_eps, decode_output): the placement is deterministic, so every frame then fits.
   {
-    Tensor img = be_.alloc(Shape{f_, s_.height, s_.width, 3});
-    be_.copy_from_host(frame_in_, img);
-    Tensor z = vae_.encode(img);
-    Tensor x = be_.alloc(Shape{kv_.batch, lh_, lw_, lc_});
-    be_.copy_from_host(Tensor::wrap(x.shape(), DType::F32, x_.data()), x);
-    std::vector<float> t(size_t(kv_.batch), 500.f);
-    Tensor eps = unet_pass(x, t);
-    Tensor y = vae_.decode(eps.slice0(0, f_));
+    Tensor z = vae_.encode(to_device(frame_in_));
+    be_.synchronize();
+  }
+  {
+    float* x = x_.data_as<float>();
+    Tensor eps = unet_pass(to_device(Tensor::wrap(Shape{kv_.batch, lh_, lw_, lc_}, DType::F32, x)),
+                           temb_cache_.front().first);
+    be_.synchronize();
+  }
+  {
+    Tensor y =
+        vae_.decode(to_device(Tensor::wrap(Shape{f_, lh_, lw_, lc_}, DType::F32, x_.data())));
     be_.synchronize();
   }
   arena.reserve(arena.peak());
@@ -248,6 +273,7 @@ void Stream::set_guidance(float guidance_scale, float delta) {
   const bool rows_change =
       before != guidance_ && (s_.cfg_type == CfgType::Full || s_.cfg_type == CfgType::Initialize);
   if (rows_change) {
+    cache_time_embeddings();
     build_kv();
     plan_arena();
   }
@@ -308,56 +334,69 @@ void Stream::set_init_noise(const Tensor& noise) {
   std::memcpy(init_noise_.data(), noise.data(), init_noise_.nbytes());
 }
 
-void Stream::guided_eps(const float* x, int64_t rows, const std::vector<float>& t_rows,
-                        const UNetKVCache& kv) {
+Tensor Stream::to_device(const Tensor& host) const {
+  if (host_direct_) return host;
+  Tensor dev = be_.alloc(host.shape());
+  be_.copy_from_host(host, dev);
+  return dev;
+}
+
+float* Stream::host_view(const Tensor& dev, float* staging) const {
+  if (host_direct_ && dev.dtype() == DType::F32) return dev.data_as<float>();
+  be_.copy_to_host(dev, Tensor::wrap(dev.shape(), DType::F32, staging));
+  return staging;
+}
+
+int64_t Stream::extra_rows(int64_t rows) const {
+  if (!guidance_) return 0;
+  return s_.cfg_type == CfgType::Full ? rows : s_.cfg_type == CfgType::Initialize ? f_ : 0;
+}
+
+float* Stream::pass_rows(int64_t rows) {
+  return x_.data_as<float>() + extra_rows(rows) * row_elems_;
+}
+
+const float* Stream::guided_eps(int64_t rows, const std::vector<float>& t_rows) {
   const int64_t E = row_elems_;
   const bool full = guidance_ && s_.cfg_type == CfgType::Full;
   const bool init = guidance_ && s_.cfg_type == CfgType::Initialize;
-  const int64_t extra = full ? rows : init ? f_ : 0;
+  const int64_t extra = extra_rows(rows);
   const int64_t total = extra + rows;
-  SD_CHECK(kv.batch == total, "stream: internal: K/V cache for ", kv.batch, " rows, pass has ",
+  SD_CHECK(kv_.batch == total, "stream: internal: K/V cache for ", kv_.batch, " rows, pass has ",
            total);
   float* in = x_.data_as<float>();
-  std::vector<float>& t = t_scratch_;
-  t.assign(size_t(total), 0.f);
-  if (extra > 0) {
-    std::memcpy(in, x, size_t(extra * E) * sizeof(float));
-    std::copy(t_rows.begin(), t_rows.begin() + extra, t.begin());
-  }
-  std::memcpy(in + extra * E, x, size_t(rows * E) * sizeof(float));
-  std::copy(t_rows.begin(), t_rows.begin() + rows, t.begin() + extra);
-  {
-    Tensor dev = be_.alloc(Shape{total, lh_, lw_, lc_});
-    be_.copy_from_host(Tensor::wrap(dev.shape(), DType::F32, in), dev);
-    Tensor out = unet_pass(dev, t);
-    be_.copy_to_host(out, Tensor::wrap(out.shape(), DType::F32, eps_.data()));
-    be_.synchronize();
-  }
+  // The unconditional rows: a copy of every row (full) or of the first f (initialize).
+  if (extra > 0) std::memcpy(in, in + extra * E, size_t(extra * E) * sizeof(float));
+  const std::vector<float>& t = pass_timesteps(rows, t_rows);
+  eps_dev_ = Tensor{};  // the previous pass's output goes back to the arena first, as planned
+  eps_dev_ = unet_pass(to_device(Tensor::wrap(Shape{total, lh_, lw_, lc_}, DType::F32, in)), t);
+  float* out = host_view(eps_dev_, eps_.data_as<float>());
+  be_.synchronize();
   if (s_.time_stages) {
     const auto now = std::chrono::steady_clock::now();
     timings_.unet_ms += std::chrono::duration<double, std::milli>(now - unet_t0_).count();
     unet_t0_ = now;
   }
-  float* out = eps_.data_as<float>();
   float* s = stock_.data_as<float>();
   if (init) std::memcpy(s, out, size_t(f_ * E) * sizeof(float));  // S[0:f] ← uncond rows
-  float* eps_c = out + extra * E;
   if (guidance_) {
+    // In place into the front rows: row i's write never lands on a conditional value
+    // (out[extra * E + j], j >= i) still to be read.
+    const float* eps_c = out + extra * E;
     const float g = s_.guidance_scale;
     for (int64_t i = 0; i < rows * E; ++i) {
       const float u = full ? out[i] : s[i] * s_.delta;
       const float diff = eps_c[i] - u;
       const float scaled = g * diff;
-      eps_c[i] = u + scaled;
+      out[i] = u + scaled;
     }
   }
-  // ε now lives in eps_ rows [extra, extra + rows); move it to the front.
-  if (extra > 0) std::memmove(out, eps_c, size_t(rows * E) * sizeof(float));
+  return out;
 }
 
 void Stream::denoise_batched(const float* x_in) {
   const int64_t E = row_elems_, B = rows_;
-  float* X = noise_tmp_.data_as<float>();  // the batch [x_in; buffer]
+  float* X = pass_rows(B);  // the batch [x_in; buffer], where the UNet reads it
   std::memcpy(X, x_in, size_t(f_ * E) * sizeof(float));
   if (n_ > 1) std::memcpy(X + f_ * E, buffer_.data(), size_t((B - f_) * E) * sizeof(float));
   const float* N = init_noise_.data_as<float>();
@@ -366,8 +405,7 @@ void Stream::denoise_batched(const float* x_in) {
     std::memmove(S + f_ * E, S, size_t((B - f_) * E) * sizeof(float));
     for (int64_t r = 0; r < f_; ++r) std::memcpy(S + r * E, N, size_t(E) * sizeof(float));
   }
-  guided_eps(X, B, t_rows_, kv_);
-  const float* eps = eps_.data_as<float>();
+  const float* eps = guided_eps(B, t_rows_);
   float* x0 = x0_.data_as<float>();
   const bool rcfg = s_.cfg_type == CfgType::Self || s_.cfg_type == CfgType::Initialize;
   for (int64_t r = 0; r < B; ++r) {
@@ -404,15 +442,14 @@ void Stream::denoise_batched(const float* x_in) {
 
 void Stream::denoise_sequential(const float* x_in) {
   const int64_t E = row_elems_, R = f_;
-  float* x = noise_tmp_.data_as<float>();
+  float* x = pass_rows(R);  // the step's latent, where the UNet reads it
   std::memcpy(x, x_in, size_t(R * E) * sizeof(float));
   float* x0 = x0_.data_as<float>();
   std::vector<float>& t = step_t_;
   for (int64_t idx = 0; idx < n_; ++idx) {
     const SlotConstants& c = slots_[size_t(idx)];
     t.assign(size_t(R), float(c.timestep));
-    guided_eps(x, R, t, kv_);
-    const float* eps = eps_.data_as<float>();
+    const float* eps = guided_eps(R, t);
     for (int64_t i = 0; i < R * E; ++i) {
       const float F = (x[i] - c.beta_sqrt * eps[i]) / c.alpha_sqrt;
       x0[i] = c.c_out * F + c.c_skip * x[i];
@@ -420,7 +457,7 @@ void Stream::denoise_sequential(const float* x_in) {
     if (idx + 1 < n_) {
       const SlotConstants& nx = slots_[size_t(idx + 1)];
       if (s_.do_add_noise) {
-        float* noise = x_.data_as<float>();  // free until the next UNet pass
+        float* noise = noise_tmp_.data_as<float>();
         draw_nhwc(gen_, draw_scratch_, noise, R, lh_, lw_, lc_);
         for (int64_t i = 0; i < R * E; ++i) x[i] = nx.alpha_sqrt * x0[i] + nx.beta_sqrt * noise[i];
       } else {
@@ -436,6 +473,7 @@ void Stream::denoise(float* x_in) {
     denoise_batched(x_in);
   else
     denoise_sequential(x_in);
+  eps_dev_ = Tensor{};
 }
 
 Tensor Stream::decode_output() {
@@ -445,19 +483,16 @@ Tensor Stream::decode_output() {
   const float sf = vae_.scaling_factor();
   for (int64_t i = 0; i < f_ * E; ++i) z[i] = x0[i] / sf;
   auto t0 = std::chrono::steady_clock::now();
-  {
-    Tensor dev = be_.alloc(Shape{f_, lh_, lw_, lc_});
-    be_.copy_from_host(Tensor::wrap(dev.shape(), DType::F32, z), dev);
-    Tensor y = vae_.decode(dev);
-    be_.copy_to_host(y, out_image_);
-    be_.synchronize();
-  }
+  Tensor y = vae_.decode(to_device(Tensor::wrap(Shape{f_, lh_, lw_, lc_}, DType::F32, z)));
+  const float* image = host_view(y, out_image_.data_as<float>());
+  be_.synchronize();
   if (s_.time_stages) stage_done(timings_.decode_ms, t0);
   float* p = out_image_.data_as<float>();
   for (int64_t i = 0; i < out_image_.numel(); ++i) {
-    const float v = p[i] / 2.f + 0.5f;
+    const float v = image[i] / 2.f + 0.5f;
     p[i] = std::clamp(v, 0.f, 1.f);
   }
+  y = Tensor{};
   has_output_ = true;
   return out_image_;
 }
@@ -497,27 +532,23 @@ void Stream::check_images(const Tensor& images) const {
 
 void Stream::encode_input(const Tensor& images) {
   const int64_t E = row_elems_;
-  float* z = x0_.data_as<float>();  // f rows, free until the UNet step
   auto t0 = std::chrono::steady_clock::now();
-  {
-    Tensor dev = be_.alloc(images.shape());
-    be_.copy_from_host(images, dev);
-    Tensor lat = vae_.encode(dev);
-    SD_CHECK(lat.shape() == (Shape{f_, lh_, lw_, lc_}), "stream: the VAE encoded ",
-             images.shape().str(), " to ", lat.shape().str());
-    be_.copy_to_host(lat, Tensor::wrap(lat.shape(), DType::F32, z));
-    be_.synchronize();
-  }
+  Tensor lat = vae_.encode(to_device(images));
+  SD_CHECK(lat.shape() == (Shape{f_, lh_, lw_, lc_}), "stream: the VAE encoded ",
+           images.shape().str(), " to ", lat.shape().str());
+  const float* z = host_view(lat, x0_.data_as<float>());  // x0_: f rows, free until the step
+  be_.synchronize();
   if (s_.time_stages) stage_done(timings_.encode_ms, t0);
   const float sf = vae_.scaling_factor();
   const float a = slots_[0].alpha_sqrt, b = slots_[0].beta_sqrt;
   const float* N = init_noise_.data_as<float>();
+  xin_scratch_.resize(size_t(f_ * E));
+  float* x = xin_scratch_.data();
   for (int64_t r = 0; r < f_; ++r)
     for (int64_t i = 0; i < E; ++i) {
-      const float lat = z[r * E + i] * sf;
-      z[r * E + i] = a * lat + b * N[i];
+      const float scaled = z[r * E + i] * sf;
+      x[r * E + i] = a * scaled + b * N[i];
     }
-  xin_scratch_.assign(z, z + f_ * E);
 }
 
 void Stream::run_denoise() {
@@ -570,17 +601,16 @@ Tensor Stream::txt2img_sd_turbo() {
   timings_ = StageTimings{};
   unet_t0_ = std::chrono::steady_clock::now();
   const int64_t E = row_elems_;
-  std::vector<float>& x = xin_scratch_;
-  x.resize(size_t(f_ * E));
-  draw_nhwc(gen_, draw_scratch_, x.data(), f_, lh_, lw_, lc_);
-  guided_eps(x.data(), f_, t_rows_, kv_);
-  const float* eps = eps_.data_as<float>();
+  float* x = pass_rows(f_);  // no guidance: no extra rows
+  draw_nhwc(gen_, draw_scratch_, x, f_, lh_, lw_, lc_);
+  const float* eps = guided_eps(f_, t_rows_);
   float* out = out_latent_.data_as<float>();
   const float a = slots_[0].alpha_sqrt, b = slots_[0].beta_sqrt;
   for (int64_t i = 0; i < f_ * E; ++i) {
     const float be = b * eps[i];
-    out[i] = (x[size_t(i)] - be) / a;
+    out[i] = (x[i] - be) / a;
   }
+  eps_dev_ = Tensor{};
   return decode_output();
 }
 

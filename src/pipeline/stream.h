@@ -195,15 +195,33 @@ class Stream {
   const StageTimings& last_timings() const { return timings_; }
 
  private:
-  void build_row_constants();
+  void build_row_constants();  // and the time embeddings of the new timesteps
+  // The timesteps of a pass over `rows` latent rows with timesteps `t_rows`: the extra rows'
+  // first (extra_rows), in t_scratch_.
+  const std::vector<float>& pass_timesteps(int64_t rows, const std::vector<float>& t_rows);
+  // Computes the time embedding of every pass layout this stream runs (once per prepare or
+  // timestep change, so no frame computes one).
+  void cache_time_embeddings();
   void build_kv();
   void check_prepared(const char* what) const;
   void denoise(float* x_in);  // x_in: f rows; result in out_latent_
   void denoise_batched(const float* x_in);
   void denoise_sequential(const float* x_in);
-  // One UNet pass over x (rows `rows`, timesteps per row) with guidance; writes ε to eps_.
-  void guided_eps(const float* x, int64_t rows, const std::vector<float>& t_rows,
-                  const UNetKVCache& kv);
+  // One UNet pass with guidance over the `rows` latent rows at pass_rows(rows) (timesteps per
+  // row), the unconditional rows it needs copied in front of them. Returns ε of the rows (valid
+  // until the next pass; in the UNet's own output where host_direct_, else in eps_).
+  const float* guided_eps(int64_t rows, const std::vector<float>& t_rows);
+  // Rows a pass puts in front of `rows` latent rows for guidance: all of them (full), the first
+  // f (initialize) or none.
+  int64_t extra_rows(int64_t rows) const;
+  // Where a pass's latent rows go in x_ (after the extra rows): the host math writes them there,
+  // and where host_direct_ the UNet reads them there too.
+  float* pass_rows(int64_t rows);
+  // `host` (f32) as a device tensor: itself where host_direct_, else an arena copy.
+  Tensor to_device(const Tensor& host) const;
+  // The f32 values of `dev` for the host, readable after synchronize(): its own memory where
+  // host_direct_, else `staging` after a transfer.
+  float* host_view(const Tensor& dev, float* staging) const;
   void check_images(const Tensor& images) const;
   // VAE-encodes `images`, scales and noises them for slot 0: the f input rows in xin_scratch_.
   void encode_input(const Tensor& images);
@@ -239,7 +257,11 @@ class Stream {
   mutable std::vector<std::pair<std::vector<float>, Tensor>> temb_cache_;
   Tensor pass_states_;  // precompute_kv off: [kv_.batch, tokens, D] host f32 (kv_ is empty
                         // but for batch / tokens)
+  // The latents between the models stay on the host in f32; where the backend computes in f32
+  // in host memory (host_direct_) the models read and write them in place, with no copies.
+  bool host_direct_ = false;
   Tensor init_noise_, stock_, buffer_, x_, eps_, x0_, out_latent_, frame_in_, noise_tmp_;
+  Tensor eps_dev_;    // the UNet output of the running pass, released before anything else runs
   Tensor out_image_;  // [f, H, W, 3] host f32: what img2img / txt2img return
   bool has_output_ = false;
   std::vector<float> t_scratch_, step_t_, draw_scratch_, xin_scratch_;  // sized at prepare

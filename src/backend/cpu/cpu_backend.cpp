@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -53,8 +54,12 @@ class CpuBackend final : public Backend {
   }
   CpuBackendStats stats() const {
     const cpu::DnnlStats s = dnnl_.stats();
-    return CpuBackendStats{s.primitives_created, s.weight_reorders, s.cached_primitives,
-                           s.last_impl, flops_.load(std::memory_order_relaxed)};
+    return CpuBackendStats{s.primitives_created,
+                           s.weight_reorders,
+                           s.cached_primitives,
+                           s.last_impl,
+                           flops_.load(std::memory_order_relaxed),
+                           host_copy_bytes_.load(std::memory_order_relaxed)};
   }
 
   void set_attention_chunk(int64_t rows) { dnnl_.set_attention_chunk(rows); }
@@ -86,6 +91,7 @@ class CpuBackend final : public Backend {
     check_cpu(dst, "copy_from_host", "destination");
     SD_CHECK(host.numel() == dst.numel(), "copy_from_host: ", host.shape().str(), " into ",
              dst.shape().str());
+    host_copy_bytes_.fetch_add(dst.nbytes(), std::memory_order_relaxed);
     cpu::cast(host, dst);
   }
   void copy_to_host(const Tensor& src, const Tensor& host) override {
@@ -93,6 +99,7 @@ class CpuBackend final : public Backend {
     check_cpu(host, "copy_to_host", "destination");
     SD_CHECK(host.numel() == src.numel(), "copy_to_host: ", src.shape().str(), " into ",
              host.shape().str());
+    host_copy_bytes_.fetch_add(host.nbytes(), std::memory_order_relaxed);
     cpu::cast(src, host);
   }
   void synchronize() override { dnnl_.wait(); }
@@ -123,20 +130,40 @@ class CpuBackend final : public Backend {
                 const Tensor* residual) override {
     use_threads();
     check_cpu(x, "conv2d", "x");
-    SD_CHECK(x.rank() == 4 && w.t.rank() == 4 && w.t.dim(1) == x.dim(3), "conv2d: x ",
-             x.shape().str(), " (NHWC) does not match weight ", w.t.shape().str(), " (OIHW)");
-    SD_CHECK(x.dtype() == w.t.dtype(), "conv2d: x is ", dtype_name(x.dtype()), ", weight ",
-             dtype_name(w.t.dtype()));
-    SD_CHECK(p.stride >= 1 && p.pad >= 0, "conv2d: stride ", p.stride, ", pad ", p.pad);
-    const int64_t HO = (x.dim(1) + 2 * p.pad - w.t.dim(2)) / p.stride + 1;
-    const int64_t WO = (x.dim(2) + 2 * p.pad - w.t.dim(3)) / p.stride + 1;
-    SD_CHECK(HO > 0 && WO > 0, "conv2d: kernel ", w.t.shape().str(), " larger than padded x ",
-             x.shape().str());
-    check_bias(bias, w.t.dim(0), "conv2d");
-    Tensor y = alloc({x.dim(0), HO, WO, w.t.dim(0)}, x.dtype());
+    const Shape out = conv_out_shape(x.shape(), x.dtype(), w, bias, p, "conv2d");
+    Tensor y = alloc(out, x.dtype());
     check_residual(residual, y, "conv2d");
     dnnl_.conv2d(x, w, bias, p, act, residual, arena(), y);
-    count_flops(2 * x.dim(0) * HO * WO * w.t.dim(0) * w.t.dim(1) * w.t.dim(2) * w.t.dim(3));
+    count_conv_flops(out, w);
+    return y;
+  }
+  bool conv_chain_fused = true;  // cpu_set_conv_chain_fused
+  Tensor conv_chain(const Tensor& x, const std::vector<ChainStep>& steps) override {
+    if (!conv_chain_fused) return Backend::conv_chain(x, steps);
+    use_threads();
+    check_cpu(x, "conv_chain", "x");
+    check_conv_chain(steps, chain_last_use_);
+    std::vector<Shape>& shapes = chain_shapes_;  // of each output, to check residuals
+    shapes.assign(1, x.shape());
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const ChainStep& s = steps[i];
+      char what[40];
+      std::snprintf(what, sizeof what, "conv_chain step %zu", i);
+      const Shape in = shapes.back();
+      if (s.w) {
+        shapes.push_back(conv_out_shape(in, x.dtype(), *s.w, s.bias, s.p, what));
+        count_conv_flops(shapes.back(), *s.w);
+      } else {
+        SD_CHECK(in.rank == 4, what, ": upsample of ", in.str(), ", not NHWC");
+        shapes.push_back(Shape{in[0], 2 * in[1], 2 * in[2], in[3]});
+      }
+      SD_CHECK(s.residual < 0 || shapes[size_t(s.residual)] == shapes.back(), what,
+               ": residual (output ", s.residual, ") ",
+               s.residual < 0 ? "" : shapes[size_t(s.residual)].str(), " does not match ",
+               shapes.back().str());
+    }
+    Tensor y = alloc(shapes.back(), x.dtype());
+    dnnl_.conv_chain(x, steps, chain_last_use_, arena(), y);
     return y;
   }
 
@@ -290,7 +317,28 @@ class CpuBackend final : public Backend {
   }
   int threads_ = 0;
   void count_flops(int64_t n) { flops_.fetch_add(uint64_t(n), std::memory_order_relaxed); }
+  void count_conv_flops(const Shape& out, const Weight& w) {
+    count_flops(2 * out[0] * out[1] * out[2] * w.t.dim(0) * w.t.dim(1) * w.t.dim(2) * w.t.dim(3));
+  }
+  // The NHWC output shape of conv(x, w) with stride / padding p; checks x, w and bias.
+  static Shape conv_out_shape(const Shape& x, DType dtype, const Weight& w, const Weight* bias,
+                              Conv2dParams p, const char* what) {
+    SD_CHECK(x.rank == 4 && w.t.rank() == 4 && w.t.dim(1) == x[3], what, ": x ", x.str(),
+             " (NHWC) does not match weight ", w.t.shape().str(), " (OIHW)");
+    SD_CHECK(dtype == w.t.dtype(), what, ": x is ", dtype_name(dtype), ", weight ",
+             dtype_name(w.t.dtype()));
+    SD_CHECK(p.stride >= 1 && p.pad >= 0, what, ": stride ", p.stride, ", pad ", p.pad);
+    const int64_t HO = (x[1] + 2 * p.pad - w.t.dim(2)) / p.stride + 1;
+    const int64_t WO = (x[2] + 2 * p.pad - w.t.dim(3)) / p.stride + 1;
+    SD_CHECK(HO > 0 && WO > 0, what, ": kernel ", w.t.shape().str(), " larger than padded x ",
+             x.str());
+    check_bias(bias, w.t.dim(0), what);
+    return Shape{x[0], HO, WO, w.t.dim(0)};
+  }
+  std::vector<int> chain_last_use_;
+  std::vector<Shape> chain_shapes_;
   std::atomic<uint64_t> flops_{0};
+  std::atomic<uint64_t> host_copy_bytes_{0};
   enum class Attn { Auto, OneDnn, Fused };
   Attn attention_kernel_ = Attn::Auto;
   cpu::FlashIsa fused_isa_ = cpu::FlashIsa::Generic;
@@ -359,6 +407,13 @@ void cpu_set_attention_kernel(Backend& backend, const std::string& kernel) {
   SD_CHECK(cpu, "cpu_set_attention_kernel: the backend is not the CPU backend (",
            backend.description(), ")");
   cpu->set_attention_kernel(kernel);
+}
+
+void cpu_set_conv_chain_fused(Backend& backend, bool fused) {
+  auto* cpu = dynamic_cast<CpuBackend*>(&backend);
+  SD_CHECK(cpu, "cpu_set_conv_chain_fused: the backend is not the CPU backend (",
+           backend.description(), ")");
+  cpu->conv_chain_fused = fused;
 }
 
 bool cpu_has_native_bf16() {

@@ -27,6 +27,8 @@ struct CpuBackendStats {
   // (a multiply-add counts 2), from the shapes of the calls: a model pass's FLOPs are the
   // difference across it.
   uint64_t flops = 0;
+  // Bytes written by copy_from_host / copy_to_host so far (the destination's size).
+  uint64_t host_copy_bytes = 0;
 };
 // Throws sd::Error if `backend` is not a CPU backend.
 CpuBackendStats cpu_backend_stats(const Backend& backend);
@@ -38,6 +40,9 @@ void cpu_set_attention_chunk_rows(Backend& backend, int64_t rows);
 // fused kernel on one ISA: "generic", "avx2", "avx512" (an error where this CPU lacks it).
 void cpu_set_attention_kernel(Backend& backend, const std::string& kernel);
 constexpr int64_t kCpuFusedAttentionMaxHeadDim = 512;
+// conv_chain as one chain with blocked intermediates (true, the default) or as conv2d /
+// upsample calls one by one (Backend's default, for benchmarks and tests comparing the two).
+void cpu_set_conv_chain_fused(Backend& backend, bool fused);
 // Whether this CPU runs bf16 convolutions and matrix products natively (so "bf16" is allowed).
 bool cpu_has_native_bf16();
 

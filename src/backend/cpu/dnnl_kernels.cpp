@@ -1,4 +1,5 @@
 #include "backend/cpu/dnnl_kernels.h"
+#include "backend/cpu/dnnl_impl.h"
 
 #include <omp.h>
 #include <sys/mman.h>
@@ -19,10 +20,6 @@ namespace sd::cpu {
 
 namespace {
 
-using dnnl::memory;
-using tag = memory::format_tag;
-using dt = memory::data_type;
-
 // One thread's attention scores (f32, chunk rows × Lk) stay under this size (≈ half an L2).
 constexpr int64_t kScoresBytes = int64_t(512) << 10;
 
@@ -33,49 +30,6 @@ size_t align64(size_t n) {
 bool isa_has(dnnl::cpu_isa isa, dnnl::cpu_isa want) {
   return (unsigned(isa) & unsigned(want)) == unsigned(want);
 }
-
-dt dnnl_type(DType t, const char* what) {
-  switch (t) {
-    case DType::F32:
-      return dt::f32;
-    case DType::BF16:
-      return dt::bf16;
-    case DType::F16:
-      break;
-  }
-  fail(what, ": f16 tensors are not supported by the CPU backend (f32 or bf16)");
-}
-
-// Cache key: a short list of integers (no heap allocation per lookup).
-struct Key {
-  std::array<int64_t, 16> v{};
-  int n = 0;
-  Key& add(int64_t x) {
-    v[size_t(n++)] = x;
-    return *this;
-  }
-  bool operator==(const Key& o) const { return n == o.n && v == o.v; }
-};
-struct KeyHash {
-  size_t operator()(const Key& k) const {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < k.n; ++i) h = (h ^ uint64_t(k.v[size_t(i)])) * 1099511628211ull;
-    return size_t(h);
-  }
-};
-
-// A cached primitive with its memory objects (data handles are set per call).
-struct Prim {
-  dnnl::primitive prim;
-  memory::desc weights_md;
-  memory src, dst, bias, residual;
-  bool residual_as_sum = false;  // residual copied into dst + sum post-op (fallback)
-  // Convolutions whose src and/or dst are in oneDNN's preferred (blocked) layout: the NHWC
-  // tensors are reordered in and out through arena temporaries.
-  bool src_reorder = false, dst_reorder = false;
-  dnnl::primitive to_src, to_dst, from_dst;  // NHWC -> src, NHWC -> dst, dst -> NHWC
-  memory nhwc_src, nhwc_dst;                 // NHWC views for the reorders
-};
 
 // Weights in the layouts primitives asked for (Weight::packed). When the first layout asked for
 // is not the plain one, the plain copy's pages are handed back to the OS (madvise DONTNEED:
@@ -101,19 +55,6 @@ void release_pages(void* p, size_t bytes) {
 
 }  // namespace
 
-// The two matrix products of attention for one (head, query chunk of m rows): scores [m, Lk] =
-// q [m, D] · kᵀ and out [m, D] = p [m, Lk] · v [Lk, D], reading q, k, v and writing out in
-// place inside the [B, L, H*D] tensors (row stride H*D). They run single-threaded inside the
-// caller's OpenMP loop, so each thread has its own memory objects and scratchpad.
-struct AttnPrims {
-  dnnl::primitive qk, pv;
-  size_t qk_scratch = 0, pv_scratch = 0;
-  struct PerThread {
-    memory q, k, s, qk_scratch, p, v, o, pv_scratch;
-  };
-  std::vector<PerThread> threads;
-};
-
 dnnl::algorithm eltwise_of(Act act) {
   switch (act) {
     case Act::ReLU:
@@ -132,7 +73,20 @@ dnnl::algorithm eltwise_of(Act act) {
   fail("no oneDNN eltwise for activation ", act_name(act));
 }
 
-// Post-ops: residual (binary add, or sum over dst pre-filled with it), then the activation.
+}  // namespace
+
+dt dnnl_type(DType t, const char* what) {
+  switch (t) {
+    case DType::F32:
+      return dt::f32;
+    case DType::BF16:
+      return dt::bf16;
+    case DType::F16:
+      break;
+  }
+  fail(what, ": f16 tensors are not supported by the CPU backend (f32 or bf16)");
+}
+
 dnnl::primitive_attr make_attr(Act act, const memory::desc* residual_md, bool as_sum) {
   dnnl::post_ops po;
   if (residual_md) {
@@ -148,6 +102,24 @@ dnnl::primitive_attr make_attr(Act act, const memory::desc* residual_md, bool as
   return attr;
 }
 
+dnnl::convolution_forward::primitive_desc conv_pd(const dnnl::engine& eng, const memory::desc& src,
+                                                  int64_t O, int64_t KH, int64_t KW, bool bias,
+                                                  const memory::desc& dst, Conv2dParams p, Act act,
+                                                  const memory::desc* residual, bool as_sum) {
+  const int64_t C = src.dims()[1];
+  const memory::desc w_md({O, C, KH, KW}, src.data_type(), tag::any);
+  const memory::desc b_md({O}, dt::f32, tag::a);
+  const dnnl::primitive_attr attr = make_attr(act, residual, as_sum);
+  const auto kind = dnnl::prop_kind::forward_inference;
+  const auto algo = dnnl::algorithm::convolution_direct;
+  const dnnl::convolution_forward::desc d =
+      bias ? dnnl::convolution_forward::desc(kind, algo, src, w_md, b_md, dst, {p.stride, p.stride},
+                                             {p.pad, p.pad}, {p.pad, p.pad})
+           : dnnl::convolution_forward::desc(kind, algo, src, w_md, dst, {p.stride, p.stride},
+                                             {p.pad, p.pad}, {p.pad, p.pad});
+  return dnnl::convolution_forward::primitive_desc(d, attr, eng);
+}
+
 bool is_reference_impl(const char* impl) {
   return std::strncmp(impl, "ref", 3) == 0;
 }
@@ -155,8 +127,6 @@ bool is_reference_impl(const char* impl) {
 void check_status(dnnl_status_t s, const char* what) {
   SD_CHECK(s == dnnl_success, what, ": oneDNN execution failed with status ", int(s));
 }
-
-}  // namespace
 
 std::string dnnl_isa_name() {
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
@@ -184,72 +154,53 @@ void clear_packed_weight(const Weight& w) {
   pw->plain_released = false;
 }
 
-struct DnnlKernels::Impl {
-  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
-  dnnl::stream strm{eng};
-  std::unordered_map<Key, Prim, KeyHash> cache;
-  DnnlStats stats;
-
-  void created(const char* impl) {
-    ++stats.primitives_created;
-    stats.last_impl = impl;
+memory DnnlKernels::Impl::packed(const Weight& w, const memory::desc& user_md,
+                                 const memory::desc& want) {
+  if (!w.packed) w.packed = new_packed_weight();
+  auto* pw = static_cast<PackedWeight*>(w.packed.get());
+  for (auto& [md, mem] : pw->forms)
+    if (md == want) return mem;
+  memory source = pw->plain_released ? pw->forms.front().second : memory(user_md, eng, w.t.data());
+  memory mem = source;
+  if (want != source.get_desc()) {
+    mem = memory(want, eng);
+    dnnl::reorder(source, mem).execute(strm, source, mem);
+    strm.wait();
+    ++stats.weight_reorders;
   }
-
-  // The weight memory in the layout `want`, reordering (once per layout) from the plain user
-  // layout `user_md` over w.t.
-  memory packed(const Weight& w, const memory::desc& user_md, const memory::desc& want) {
-    if (!w.packed) w.packed = new_packed_weight();
-    auto* pw = static_cast<PackedWeight*>(w.packed.get());
-    for (auto& [md, mem] : pw->forms)
-      if (md == want) return mem;
-    memory source =
-        pw->plain_released ? pw->forms.front().second : memory(user_md, eng, w.t.data());
-    memory mem = source;
-    if (want != source.get_desc()) {
-      mem = memory(want, eng);
-      dnnl::reorder(source, mem).execute(strm, source, mem);
-      strm.wait();
-      ++stats.weight_reorders;
-    }
-    pw->forms.emplace_back(want, mem);
-    if (!pw->plain_released && want != user_md && pw->forms.size() == 1 &&
-        w.t.nbytes() >= kReleaseMinBytes) {
-      release_pages(w.t.data(), w.t.nbytes());
-      pw->plain_released = true;
-    }
-    return mem;
+  pw->forms.emplace_back(want, mem);
+  if (!pw->plain_released && want != user_md && pw->forms.size() == 1 &&
+      w.t.nbytes() >= kReleaseMinBytes) {
+    release_pages(w.t.data(), w.t.nbytes());
+    pw->plain_released = true;
   }
+  return mem;
+}
 
-  // Runs prim with src, packed weights, optional bias/residual, dst.
-  void run(Prim& p, const char* what, void* src, const memory& weights, const Weight* bias,
-           const Tensor* residual, void* dst, size_t dst_bytes) {
-    p.src.set_data_handle(src);
-    p.dst.set_data_handle(dst);
-    dnnl_exec_arg_t args[5];
-    int n = 0;
-    args[n++] = {DNNL_ARG_SRC, p.src.get()};
-    args[n++] = {DNNL_ARG_WEIGHTS, weights.get()};
-    args[n++] = {DNNL_ARG_DST, p.dst.get()};
-    if (bias) {
-      p.bias.set_data_handle(bias->t.data());
-      args[n++] = {DNNL_ARG_BIAS, p.bias.get()};
-    }
-    if (residual) {
-      if (p.residual_as_sum) {
-        if (residual->data() != dst) std::memcpy(dst, residual->data(), dst_bytes);
-      } else {
-        p.residual.set_data_handle(residual->data());
-        args[n++] = {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, p.residual.get()};
-      }
-    }
-    check_status(dnnl_primitive_execute(p.prim.get(), strm.get(), n, args), what);
+void DnnlKernels::Impl::run(Prim& p, const char* what, void* src, const memory& weights,
+                            const Weight* bias, const Tensor* residual, void* dst,
+                            size_t dst_bytes) {
+  p.src.set_data_handle(src);
+  p.dst.set_data_handle(dst);
+  dnnl_exec_arg_t args[5];
+  int n = 0;
+  args[n++] = {DNNL_ARG_SRC, p.src.get()};
+  args[n++] = {DNNL_ARG_WEIGHTS, weights.get()};
+  args[n++] = {DNNL_ARG_DST, p.dst.get()};
+  if (bias) {
+    p.bias.set_data_handle(bias->t.data());
+    args[n++] = {DNNL_ARG_BIAS, p.bias.get()};
   }
-
-  // Attention primitives for one query-chunk height m (see attention()).
-  AttnPrims& attention_prims(dt type, int64_t H, int64_t D, int64_t m, int64_t LK);
-  std::unordered_map<Key, AttnPrims, KeyHash> attn_cache;
-  std::vector<dnnl::stream> thread_streams;  // one per OpenMP thread, for concurrent execution
-};
+  if (residual) {
+    if (p.residual_as_sum) {
+      if (residual->data() != dst) std::memcpy(dst, residual->data(), dst_bytes);
+    } else {
+      p.residual.set_data_handle(residual->data());
+      args[n++] = {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, p.residual.get()};
+    }
+  }
+  check_status(dnnl_primitive_execute(p.prim.get(), strm.get(), n, args), what);
+}
 
 DnnlKernels::DnnlKernels() : impl_(std::make_unique<Impl>()) {}
 DnnlKernels::~DnnlKernels() = default;
@@ -283,18 +234,10 @@ void DnnlKernels::conv2d(const Tensor& x, const Weight& w, const Weight* bias, C
   if (it == im.cache.end()) {
     const memory::desc src_md({N, C, H, W}, type, tag::nhwc),
         dst_md({N, O, HO, WO}, type, tag::nhwc);
-    const memory::desc w_md({O, C, KH, KW}, type, tag::any);
     const memory::desc b_md({O}, dt::f32, tag::a);
     auto make_pd = [&](const memory::desc& s_md, const memory::desc& d_md, bool as_sum) {
-      const dnnl::primitive_attr attr = make_attr(act, residual ? &dst_md : nullptr, as_sum);
-      const dnnl::convolution_forward::desc d =
-          bias ? dnnl::convolution_forward::desc(
-                     dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, s_md,
-                     w_md, b_md, d_md, {p.stride, p.stride}, {p.pad, p.pad}, {p.pad, p.pad})
-               : dnnl::convolution_forward::desc(
-                     dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, s_md,
-                     w_md, d_md, {p.stride, p.stride}, {p.pad, p.pad}, {p.pad, p.pad});
-      return dnnl::convolution_forward::primitive_desc(d, attr, im.eng);
+      return conv_pd(im.eng, s_md, O, KH, KW, bias != nullptr, d_md, p, act,
+                     residual ? &dst_md : nullptr, as_sum);
     };
     dnnl::convolution_forward::primitive_desc pd;
     bool as_sum = false;

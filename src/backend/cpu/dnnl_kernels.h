@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 
@@ -50,6 +51,11 @@ class DnnlKernels {
   // Temporaries (activations in a blocked layout) come from `arena`.
   void conv2d(const Tensor& x, const Weight& w, const Weight* bias, Conv2dParams p, Act act,
               const Tensor* residual, Arena& arena, const Tensor& y);
+  // y (NHWC) = the chain of convolutions and upsamples `steps` on x (NHWC) (Backend::conv_chain;
+  // `last_use` from check_conv_chain). The intermediates stay in the layout each convolution
+  // prefers, in temporaries from `arena`; only layout changes are reordered.
+  void conv_chain(const Tensor& x, const std::vector<ChainStep>& steps,
+                  const std::vector<int>& last_use, Arena& arena, const Tensor& y);
   // y [..., out] = act(x · wᵀ + bias + residual).
   void linear(const Tensor& x, const Weight& w, const Weight* bias, Act act, const Tensor* residual,
               const Tensor& y);
@@ -64,8 +70,9 @@ class DnnlKernels {
   void wait();  // waits for the oneDNN stream
   DnnlStats stats() const;
 
+  struct Impl;  // the primitive cache (dnnl_impl.h; internal to the dnnl_*.cpp files)
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
   int64_t attention_chunk_ = 0;
 };
